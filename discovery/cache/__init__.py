@@ -1,0 +1,1 @@
+"""The shared watch cache: value objects, the Store, and the sources that feed it."""

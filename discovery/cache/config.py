@@ -1,0 +1,236 @@
+"""The `kubernetes` directive: where the cache comes from and how the zone answers.
+
+Syntax (CoreDNS's, plus `manifests` and `service_cidr`)::
+
+    kubernetes [ZONES...] {
+        endpoint URL
+        tls CERT KEY CACERT
+        kubeconfig KUBECONFIG [CONTEXT]
+        manifests DIR
+        service_cidr CIDR [CIDR]
+        namespaces NAMESPACE...
+        labels EXPRESSION
+        namespace_labels EXPRESSION
+        pods disabled|insecure|verified
+        endpoint_pod_names
+        ttl TTL
+        noendpoints
+        fallthrough [ZONES...]
+        ignore empty_service
+        startup_timeout DURATION
+    }
+
+The source options (everything up to `namespace_labels`, plus whether Pods
+and EndpointSlices are watched) form a `SourceConfig`. Server blocks whose
+`kubernetes` directives share a SourceConfig share one Store, so each
+resource is listed and watched once per process.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+
+import attrs
+
+from ..corefile import Directive, parse_duration
+from ..zones import Fallthrough, is_reverse, normalize_zone
+from .selectors import LabelSelector, SelectorError
+
+__all__ = ["SourceConfig", "KubernetesConfig", "setup_kubernetes", "DEFAULT_SERVICE_CIDRS"]
+
+#: kubeadm's default --service-cluster-ip-range.
+DEFAULT_SERVICE_CIDRS = ("10.96.0.0/12",)
+POD_MODES = ("disabled", "insecure", "verified")
+
+
+@attrs.frozen
+class TLSFiles:
+    cert: str
+    key: str
+    ca: str
+
+
+@attrs.frozen
+class SourceConfig:
+    """Where the objects come from, and which of them are kept."""
+
+    #: A folder of YAML manifests, instead of the API.
+    manifests: str | None = None
+    kubeconfig: str | None = None
+    context: str | None = None
+    #: The API server's URL; without it (and without kubeconfig), the
+    #: in-cluster service account is used.
+    endpoint: str | None = None
+    tls: TLSFiles | None = None
+    #: Only these namespaces are exposed (empty: all of them).
+    namespaces: tuple[str, ...] = ()
+    labels: LabelSelector | None = None
+    namespace_labels: LabelSelector | None = None
+    watch_pods: bool = False
+    watch_endpoints: bool = True
+    #: Where the manifests source allocates cluster IPs for Services that
+    #: name none, as the API server would have.
+    service_cidrs: tuple[str, ...] = DEFAULT_SERVICE_CIDRS
+
+    @property
+    def mode(self) -> str:
+        if self.manifests is not None:
+            return "manifests"
+        if self.kubeconfig is not None:
+            return "kubeconfig"
+        if self.endpoint is not None:
+            return "endpoint"
+        return "in-cluster"
+
+    def describe(self) -> str:
+        if self.manifests is not None:
+            return f"manifests {self.manifests}"
+        if self.kubeconfig is not None:
+            return f"kubeconfig {self.kubeconfig}" + (f" context {self.context}" if self.context else "")
+        if self.endpoint is not None:
+            return f"API {self.endpoint}"
+        return "in-cluster API"
+
+
+@attrs.frozen
+class KubernetesConfig:
+    zones: tuple[str, ...]
+    source: SourceConfig
+    pods: str = "disabled"
+    endpoint_pod_names: bool = False
+    ttl: int = 5
+    noendpoints: bool = False
+    fallthrough: Fallthrough = Fallthrough()
+    ignore_empty_service: bool = False
+    startup_timeout: float = 5.0
+    #: Where the directive stands, for log lines and errors.
+    file: str = ""
+    line: int = 0
+
+    @property
+    def primary_zone(self) -> str:
+        """The first forward zone: PTR answers and NS names live in it."""
+        return next(zone for zone in self.zones if not is_reverse(zone))
+
+    @property
+    def namespaces(self) -> tuple[str, ...]:
+        return self.source.namespaces
+
+
+def _only(option: Directive, count: int, usage: str) -> tuple[str, ...]:
+    option.expect_args(count, count, usage)
+    option.expect_no_block()
+    return option.args
+
+
+def setup_kubernetes(directive: Directive, ctx) -> KubernetesConfig:
+    """Parse a `kubernetes` directive. Raises CorefileError naming file:line."""
+    zones = tuple(normalize_zone(z) for z in directive.args) or ctx.zones
+    if all(is_reverse(zone) for zone in zones):
+        raise directive.error("kubernetes: at least one zone must be a forward (non-reverse) zone")
+    base = os.path.dirname(os.path.abspath(directive.file)) if directive.file else os.getcwd()
+    source: dict = {}
+    options: dict = {}
+    seen: dict[str, Directive] = {}
+    for option in directive.block:
+        name = option.name
+        if name in seen and name != "fallthrough":
+            raise option.error(f"kubernetes: option {name!r} is given twice")
+        seen[name] = option
+        if name == "endpoint":
+            option.expect_args(1, usage="endpoint URL")
+            option.expect_no_block()
+            source["endpoint"] = option.args[0]
+        elif name == "tls":
+            source["tls"] = TLSFiles(*_only(option, 3, "tls CERT KEY CACERT"))
+        elif name == "kubeconfig":
+            option.expect_args(1, 2, "kubeconfig KUBECONFIG [CONTEXT]")
+            option.expect_no_block()
+            source["kubeconfig"] = option.args[0]
+            source["context"] = option.args[1] if len(option.args) == 2 else None
+        elif name == "manifests":
+            (folder,) = _only(option, 1, "manifests DIR")
+            source["manifests"] = folder if os.path.isabs(folder) else os.path.join(base, folder)
+        elif name == "service_cidr":
+            option.expect_args(1, 2, "service_cidr CIDR [CIDR]")
+            option.expect_no_block()
+            cidrs = []
+            for arg in option.args:
+                try:
+                    cidrs.append(str(ipaddress.ip_network(arg, strict=True)))
+                except ValueError:
+                    raise option.error(f"service_cidr: {arg!r} is not a CIDR like 10.96.0.0/12") from None
+            if len({ipaddress.ip_network(c).version for c in cidrs}) != len(cidrs):
+                raise option.error("service_cidr: give at most one IPv4 and one IPv6 range")
+            source["service_cidrs"] = tuple(cidrs)
+        elif name == "namespaces":
+            option.expect_args(1, usage="namespaces NAMESPACE...")
+            option.expect_no_block()
+            source["namespaces"] = tuple(option.args)
+        elif name in ("labels", "namespace_labels"):
+            option.expect_args(1, usage=f"{name} EXPRESSION")
+            option.expect_no_block()
+            try:
+                source[name] = LabelSelector.parse(" ".join(option.args))
+            except SelectorError as e:
+                raise option.error(f"{name}: {e}") from None
+        elif name == "pods":
+            (mode,) = _only(option, 1, "pods disabled|insecure|verified")
+            if mode not in POD_MODES:
+                raise option.error(f"pods: {mode!r} must be one of disabled, insecure, verified")
+            options["pods"] = mode
+        elif name == "endpoint_pod_names":
+            _only(option, 0, "endpoint_pod_names")
+            options["endpoint_pod_names"] = True
+        elif name == "ttl":
+            (text,) = _only(option, 1, "ttl SECONDS")
+            try:
+                ttl = int(text)
+            except ValueError:
+                raise option.error(f"ttl: {text!r} is not a number") from None
+            if not 0 <= ttl <= 3600:
+                raise option.error(f"ttl must be in range [0, 3600]: {ttl}")
+            options["ttl"] = ttl
+        elif name == "noendpoints":
+            _only(option, 0, "noendpoints")
+            options["noendpoints"] = True
+            source["watch_endpoints"] = False
+        elif name == "fallthrough":
+            option.expect_no_block()
+            options["fallthrough"] = Fallthrough.from_args(option.args)
+        elif name == "ignore":
+            (what,) = _only(option, 1, "ignore empty_service")
+            if what != "empty_service":
+                raise option.error(f"ignore: {what!r} is not supported (expected empty_service)")
+            options["ignore_empty_service"] = True
+        elif name == "startup_timeout":
+            (text,) = _only(option, 1, "startup_timeout DURATION")
+            try:
+                timeout = parse_duration(text)
+            except ValueError as e:
+                raise option.error(f"startup_timeout: {e}") from None
+            if timeout < 0:
+                raise option.error("startup_timeout must not be negative")
+            options["startup_timeout"] = timeout
+        else:
+            raise option.error(f"kubernetes: unknown property {name!r}")
+
+    if "manifests" in source:
+        for conflicting in ("endpoint", "kubeconfig", "tls"):
+            if conflicting in source:
+                raise seen[conflicting].error(f"kubernetes: {conflicting} cannot be used with manifests")
+    elif "service_cidr" in seen:
+        raise seen["service_cidr"].error("kubernetes: service_cidr only applies to manifests")
+    if "endpoint" in source and "kubeconfig" in source:
+        raise seen["kubeconfig"].error("kubernetes: use either endpoint or kubeconfig, not both")
+    if "namespaces" in source and "namespace_labels" in source:
+        raise seen["namespace_labels"].error("kubernetes: namespaces and namespace_labels cannot both be set")
+    source["watch_pods"] = options.get("pods") == "verified"
+    return KubernetesConfig(
+        zones=zones,
+        source=SourceConfig(**source),
+        file=directive.file,
+        line=directive.line,
+        **options,
+    )

@@ -1,0 +1,203 @@
+"""From the Corefile tree to the configuration: one frozen attrs value per directive.
+
+Configuration flows one way: Corefile -> this tree of frozen values ->
+constructors. Each supported directive has a setup function, registered in
+`REGISTRY` in CoreDNS's plugin order (plugin.cfg); that order is the order in
+which a query passes the plugins of a server block, whatever order the
+Corefile lists them in. A directive that is not registered stops start-up
+with its file and line.
+"""
+
+from __future__ import annotations
+
+import importlib
+import ipaddress
+from typing import Any, Callable, Mapping
+
+import attrs
+
+from .corefile import CorefileError, Directive, ServerBlockSource, parse, parse_file
+from .zones import normalize_zone, zones_from_cidr
+
+__all__ = [
+    "Config",
+    "ServerBlock",
+    "SetupContext",
+    "PluginSpec",
+    "REGISTRY",
+    "supported_directives",
+    "load",
+    "load_text",
+    "assemble",
+]
+
+DEFAULT_DNS_PORT = 53
+
+
+@attrs.frozen
+class SetupContext:
+    """What a directive's setup function may know about its server block."""
+
+    #: The block's zones, normalised ("cluster.local.", "."), in key order.
+    zones: tuple[str, ...]
+    file: str
+    line: int
+
+
+@attrs.frozen
+class PluginSpec:
+    name: str
+    #: "module:function", imported when first used; the function takes
+    #: (Directive, SetupContext) and returns the directive's frozen config.
+    setup: str
+    #: May the directive appear more than once in a block? Then the block's
+    #: config holds a tuple of the results, one per line.
+    repeatable: bool = False
+
+    def load(self) -> Callable[[Directive, SetupContext], Any]:
+        module, _, function = self.setup.partition(":")
+        return getattr(importlib.import_module(module), function)
+
+
+#: The supported directives, in the order a query passes them (plugin.cfg).
+REGISTRY: tuple[PluginSpec, ...] = (
+    PluginSpec("bind", "discovery.config:setup_bind", repeatable=True),
+    PluginSpec("kubernetes", "discovery.cache.config:setup_kubernetes"),
+)
+
+
+def supported_directives() -> list[str]:
+    return [spec.name for spec in REGISTRY]
+
+
+@attrs.frozen
+class ServerBlock:
+    """One server block: its zones, port and the configs of its directives."""
+
+    zones: tuple[str, ...]
+    port: int
+    file: str
+    line: int
+    #: (directive name, config) in REGISTRY order.
+    plugins: tuple[tuple[str, Any], ...] = ()
+
+    def plugin(self, name: str) -> Any:
+        """The config of a directive in this block, or None."""
+        for plugin_name, config in self.plugins:
+            if plugin_name == name:
+                return config
+        return None
+
+    @property
+    def bind(self) -> tuple[str, ...]:
+        """Addresses to listen on; empty means every address."""
+        configs = self.plugin("bind") or ()
+        return tuple(address for config in configs for address in config)
+
+
+@attrs.frozen
+class Config:
+    servers: tuple[ServerBlock, ...]
+    file: str
+
+
+def setup_bind(directive: Directive, ctx: SetupContext) -> tuple[str, ...]:
+    """`bind ADDRESS...`: listen on these addresses only (CoreDNS's bind plugin)."""
+    directive.expect_args(1, usage="bind ADDRESS...")
+    directive.expect_no_block()
+    addresses = []
+    for arg in directive.args:
+        try:
+            addresses.append(ipaddress.ip_address(arg).compressed)
+        except ValueError:
+            raise directive.error(f"bind: {arg!r} is not an IP address") from None
+    return tuple(addresses)
+
+
+def _parse_key(key: str, default_port: int, block: ServerBlockSource) -> list[tuple[str, int]]:
+    """A server block key ([dns://]ZONE[:PORT] or a CIDR) -> [(zone, port)]."""
+    text = key
+    if "://" in text:
+        scheme, _, text = text.partition("://")
+        if scheme.lower() != "dns":
+            raise block.error(f"server block key {key!r}: transport {scheme}:// is not supported (only dns://)")
+    host, port = text, default_port
+    if text.count(":") == 1 or (text.startswith("[") and "]:" in text):
+        host, _, port_text = text.rpartition(":")
+        host = host.strip("[]")
+        try:
+            port = int(port_text)
+        except ValueError:
+            raise block.error(f"server block key {key!r}: {port_text!r} is not a port number") from None
+        if not 0 <= port <= 65535:
+            raise block.error(f"server block key {key!r}: port {port} is out of range")
+    if "/" in host:
+        try:
+            zones = zones_from_cidr(host)
+        except ValueError:
+            raise block.error(f"server block key {key!r}: {host!r} is not a CIDR") from None
+    else:
+        if not host:
+            raise block.error(f"server block key {key!r}: the zone is empty")
+        zones = (normalize_zone(host),)
+    return [(zone, port) for zone in zones]
+
+
+def _block_configs(block: ServerBlockSource, ctx: SetupContext) -> tuple[tuple[str, Any], ...]:
+    known = {spec.name: spec for spec in REGISTRY}
+    by_name: dict[str, list[Directive]] = {}
+    for directive in block.directives:
+        if directive.name not in known:
+            raise directive.error(
+                f"unknown directive {directive.name!r} (supported: {', '.join(sorted(known))})"
+            )
+        by_name.setdefault(directive.name, []).append(directive)
+    configs = []
+    for spec in REGISTRY:
+        directives = by_name.get(spec.name)
+        if not directives:
+            continue
+        if not spec.repeatable and len(directives) > 1:
+            raise directives[1].error(f"{spec.name}: this directive can only appear once per server block")
+        setup = spec.load()
+        if spec.repeatable:
+            configs.append((spec.name, tuple(setup(d, ctx) for d in directives)))
+        else:
+            configs.append((spec.name, setup(directives[0], ctx)))
+    return tuple(configs)
+
+
+def assemble(blocks: list[ServerBlockSource], file: str, dns_port: int = DEFAULT_DNS_PORT) -> Config:
+    """Turn parsed server blocks into the configuration. Raises CorefileError."""
+    if not blocks:
+        raise CorefileError(file, 0, "no server blocks: expected at least one, like '.:53 { ... }'")
+    servers = []
+    seen: dict[tuple[str, int], ServerBlockSource] = {}
+    for block in blocks:
+        by_port: dict[int, list[str]] = {}
+        for key in block.keys:
+            for zone, port in _parse_key(key, dns_port, block):
+                if (zone, port) in seen:
+                    first = seen[(zone, port)]
+                    raise block.error(
+                        f"zone {zone} on port {port} is already served by the block at {first.file}:{first.line}"
+                    )
+                seen[(zone, port)] = block
+                by_port.setdefault(port, []).append(zone)
+        all_zones = tuple(zone for zones in by_port.values() for zone in zones)
+        plugins = _block_configs(block, SetupContext(all_zones, block.file, block.line))
+        for port, zones in by_port.items():
+            servers.append(ServerBlock(tuple(zones), port, block.file, block.line, plugins))
+    return Config(tuple(servers), file)
+
+
+def load(path: str, dns_port: int = DEFAULT_DNS_PORT, environ: Mapping[str, str] | None = None) -> Config:
+    """Load a Corefile from disk. Raises CorefileError naming file:line."""
+    return assemble(parse_file(path, environ), path, dns_port)
+
+
+def load_text(
+    text: str, file: str = "Corefile", dns_port: int = DEFAULT_DNS_PORT, environ: Mapping[str, str] | None = None
+) -> Config:
+    """Load Corefile text (tests, and the ConfigMap check). Raises CorefileError."""
+    return assemble(parse(text, file, environ), file, dns_port)

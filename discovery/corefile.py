@@ -1,0 +1,431 @@
+"""The Corefile grammar, as CoreDNS reads it (its fork of the Caddyfile v1).
+
+Text becomes a tree here, and nothing more: server blocks with their keys,
+and directives, each a name, its arguments on the same line and an optional
+block of sub-directives (nested to any depth). What a directive means is for
+its own setup function (see `discovery.config`).
+
+The grammar:
+
+- tokens are separated by white space; ``"..."`` quotes a token (``\\"``
+  inside it is a quote); ``#`` starts a comment that runs to the end of the
+  line;
+- ``{$NAME}`` and ``{%NAME%}`` in a token are replaced by that environment
+  variable (empty when unset);
+- a server block is one or more keys (separated by white space or commas)
+  followed by ``{`` at the end of that line, its directives, and ``}`` alone
+  on a line; a file holding a single server block may leave out the braces;
+- a directive line that ends with ``{`` opens a block that a ``}`` line
+  closes;
+- ``(name) { ... }`` at the top level defines a snippet; ``import NAME``
+  pastes a snippet, ``import PATTERN`` pastes the files a glob matches
+  (relative to the importing file), at the top level or inside any block.
+
+Every error names the file and line and says what was expected.
+"""
+
+from __future__ import annotations
+
+import glob
+import itertools
+import os
+import re
+from typing import Iterable, Mapping
+
+import attrs
+
+__all__ = [
+    "CorefileError",
+    "Token",
+    "Directive",
+    "ServerBlockSource",
+    "parse",
+    "parse_file",
+    "parse_duration",
+]
+
+_MAX_IMPORT_DEPTH = 32
+
+
+class CorefileError(Exception):
+    """A Corefile that cannot be loaded, with the file and line at fault."""
+
+    def __init__(self, file: str, line: int, message: str):
+        self.file = file
+        self.line = line
+        self.message = message
+        super().__init__(f"{file}:{line}: {message}")
+
+
+@attrs.frozen
+class Token:
+    text: str
+    file: str
+    line: int
+    #: Quoted tokens are never braces.
+    quoted: bool = False
+    #: Which import expansion produced the token: two expansions of the same
+    #: snippet line are two lines, not one.
+    expansion: int = 0
+
+    @property
+    def line_id(self) -> tuple[str, int, int]:
+        return (self.file, self.line, self.expansion)
+
+    def is_brace(self, brace: str) -> bool:
+        return self.text == brace and not self.quoted
+
+
+@attrs.frozen
+class Directive:
+    """One directive line and, when it ends with ``{``, its block."""
+
+    name: str
+    args: tuple[str, ...]
+    file: str
+    line: int
+    block: tuple["Directive", ...] = ()
+    has_block: bool = False
+
+    def error(self, message: str) -> CorefileError:
+        return CorefileError(self.file, self.line, message)
+
+    def expect_args(self, minimum: int = 0, maximum: int | None = None, usage: str = "") -> None:
+        """Raise a CorefileError unless the argument count is within bounds."""
+        count = len(self.args)
+        if count < minimum or (maximum is not None and count > maximum):
+            if maximum == minimum:
+                wanted = f"{minimum}"
+            elif maximum is None:
+                wanted = f"at least {minimum}"
+            else:
+                wanted = f"{minimum} to {maximum}"
+            hint = f"; usage: {usage}" if usage else ""
+            raise self.error(
+                f"{self.name}: expected {wanted} argument{'s' if wanted != '1' else ''}, "
+                f"got {count}{hint}"
+            )
+
+    def expect_no_block(self) -> None:
+        if self.has_block:
+            raise self.error(f"{self.name}: takes no block")
+
+
+@attrs.frozen
+class ServerBlockSource:
+    """A server block as written: its keys and its directives."""
+
+    keys: tuple[str, ...]
+    directives: tuple[Directive, ...]
+    file: str
+    line: int
+
+    def error(self, message: str) -> CorefileError:
+        return CorefileError(self.file, self.line, message)
+
+
+# --- lexer -----------------------------------------------------------------
+
+_ENV_REFERENCE = re.compile(r"\{\$([^{}]+)\}|\{%([^{}%]+)%\}")
+
+
+def _substitute_env(text: str, environ: Mapping[str, str]) -> str:
+    if "{" not in text:
+        return text
+    return _ENV_REFERENCE.sub(lambda m: environ.get(m.group(1) or m.group(2), ""), text)
+
+
+def _tokenize(text: str, file: str, environ: Mapping[str, str]) -> list[Token]:
+    """Split Corefile text into tokens, as the Caddyfile v1 lexer does."""
+    tokens: list[Token] = []
+    if text.startswith("\ufeff"):
+        text = text[1:]
+    line = 1
+    i, n = 0, len(text)
+    while i < n:
+        ch = text[i]
+        if ch == "\n":
+            line += 1
+            i += 1
+        elif ch.isspace():
+            i += 1
+        elif ch == "#":
+            while i < n and text[i] != "\n":
+                i += 1
+        elif ch == '"':
+            start_line = line
+            value = []
+            i += 1
+            while True:
+                if i >= n:
+                    raise CorefileError(file, start_line, "unterminated quoted string")
+                ch = text[i]
+                if ch == "\\" and i + 1 < n and text[i + 1] == '"':
+                    value.append('"')
+                    i += 2
+                    continue
+                if ch == '"':
+                    i += 1
+                    break
+                if ch == "\n":
+                    line += 1
+                value.append(ch)
+                i += 1
+            tokens.append(
+                Token(_substitute_env("".join(value), environ), file, start_line, quoted=True)
+            )
+        else:
+            start = i
+            while i < n and not text[i].isspace() and text[i] != "#":
+                i += 1
+            tokens.append(Token(_substitute_env(text[start:i], environ), file, line))
+    return tokens
+
+
+# --- imports and snippets -----------------------------------------------------
+
+
+class _Expander:
+    """Splices ``import`` lines and collects snippets, before the tree is built."""
+
+    def __init__(self, environ: Mapping[str, str], read_file):
+        self.environ = environ
+        self.read_file = read_file
+        self.snippets: dict[str, list[Token]] = {}
+        self.counter = itertools.count(1)
+
+    def load(self, path: str, depth: int, origin: Token | None) -> list[Token]:
+        if depth > _MAX_IMPORT_DEPTH:
+            raise CorefileError(
+                origin.file, origin.line, f"import nested deeper than {_MAX_IMPORT_DEPTH} (a cycle?)"
+            )
+        try:
+            text = self.read_file(path)
+        except OSError as e:
+            if origin is None:
+                raise CorefileError(path, 0, f"cannot read Corefile: {e.strerror or e}") from e
+            raise CorefileError(origin.file, origin.line, f"cannot import {path}: {e.strerror or e}") from e
+        return _tokenize(text, path, self.environ)
+
+    def expand(self, tokens: list[Token], depth: int, top_level: bool) -> list[Token]:
+        out: list[Token] = []
+        lines = _split_lines(tokens)
+        # Walk line by line: `import` only counts at the start of a line.
+        index = 0
+        while index < len(lines):
+            line = lines[index]
+            first = line[0]
+            if top_level and _is_snippet_key(line):
+                index = self._define_snippet(lines, index)
+                continue
+            if first.text == "import" and not first.quoted:
+                out.extend(self._import(line, depth))
+                index += 1
+                continue
+            out.extend(line)
+            index += 1
+        return out
+
+    def _define_snippet(self, lines: list[list[Token]], index: int) -> int:
+        line = lines[index]
+        key = line[0]
+        name = key.text[1:-1]
+        if len(line) != 2 or not line[1].is_brace("{"):
+            raise CorefileError(key.file, key.line, f"snippet {key.text}: expected '{{' after its name")
+        if name in self.snippets:
+            raise CorefileError(key.file, key.line, f"snippet {name!r} is defined twice")
+        body: list[Token] = []
+        depth = 1
+        index += 1
+        while index < len(lines):
+            for token in lines[index]:
+                if token.is_brace("{"):
+                    depth += 1
+                elif token.is_brace("}"):
+                    depth -= 1
+                    if depth == 0:
+                        break
+                body.append(token)
+            index += 1
+            if depth == 0:
+                self.snippets[name] = body
+                return index
+        raise CorefileError(key.file, key.line, f"snippet {key.text}: missing its closing '}}'")
+
+    def _import(self, line: list[Token], depth: int) -> list[Token]:
+        keyword = line[0]
+        if len(line) != 2:
+            raise CorefileError(
+                keyword.file, keyword.line, "import: expected exactly one argument (a snippet name or a file pattern)"
+            )
+        pattern = line[1].text
+        if not pattern:
+            raise CorefileError(keyword.file, keyword.line, "import: the pattern is empty")
+        if pattern in self.snippets:
+            if depth > _MAX_IMPORT_DEPTH:
+                raise CorefileError(keyword.file, keyword.line, f"import of snippet {pattern!r} nests too deep (a cycle?)")
+            expansion = next(self.counter)
+            pasted = [attrs.evolve(t, expansion=expansion) for t in self.snippets[pattern]]
+            return self.expand(pasted, depth + 1, top_level=False)
+        base = os.path.dirname(os.path.abspath(keyword.file))
+        full = pattern if os.path.isabs(pattern) else os.path.join(base, pattern)
+        if glob.has_magic(full):
+            matches = sorted(glob.glob(full))
+        elif os.path.exists(full):
+            matches = [full]
+        else:
+            raise CorefileError(keyword.file, keyword.line, f"import: no snippet or file named {pattern!r}")
+        out: list[Token] = []
+        for match in matches:
+            if os.path.isdir(match):
+                raise CorefileError(keyword.file, keyword.line, f"import: {match} is a directory")
+            expansion = next(self.counter)
+            tokens = [attrs.evolve(t, expansion=expansion) for t in self.load(match, depth + 1, keyword)]
+            out.extend(self.expand(tokens, depth + 1, top_level=False))
+        return out
+
+
+def _split_lines(tokens: list[Token]) -> list[list[Token]]:
+    lines: list[list[Token]] = []
+    for token in tokens:
+        if lines and lines[-1][-1].line_id == token.line_id:
+            lines[-1].append(token)
+        else:
+            lines.append([token])
+    return lines
+
+
+def _is_snippet_key(line: list[Token]) -> bool:
+    text = line[0].text
+    return not line[0].quoted and len(text) > 2 and text.startswith("(") and text.endswith(")")
+
+
+# --- tree ------------------------------------------------------------------------
+
+
+def _directives(lines: list[list[Token]], index: int, closing: Token | None) -> tuple[tuple[Directive, ...], int]:
+    """Parse directive lines from index until a '}' line (or EOF when closing is None)."""
+    directives: list[Directive] = []
+    while index < len(lines):
+        line = lines[index]
+        first = line[0]
+        if first.is_brace("}"):
+            if closing is None:
+                raise CorefileError(first.file, first.line, "unexpected '}' without a matching '{'")
+            if len(line) > 1:
+                raise CorefileError(first.file, first.line, f"unexpected {line[1].text!r} after '}}' (expected a new line)")
+            return tuple(directives), index + 1
+        if first.is_brace("{"):
+            raise CorefileError(first.file, first.line, "unexpected '{' (expected a directive name)")
+        for token in line[1:-1]:
+            if token.is_brace("{") or token.is_brace("}"):
+                raise CorefileError(
+                    token.file, token.line, f"unexpected {token.text!r} inside a line ('{{' must end a line, '}}' must stand alone)"
+                )
+        opens = len(line) > 1 and line[-1].is_brace("{")
+        if len(line) > 1 and line[-1].is_brace("}"):
+            raise CorefileError(line[-1].file, line[-1].line, "'}' must stand on a line of its own")
+        args = tuple(t.text for t in (line[1:-1] if opens else line[1:]))
+        if opens:
+            block, index = _directives(lines, index + 1, line[-1])
+        else:
+            block, index = (), index + 1
+        directives.append(
+            Directive(first.text, args, first.file, first.line, block=block, has_block=opens)
+        )
+    if closing is not None:
+        raise CorefileError(closing.file, closing.line, "missing '}' to close this '{'")
+    return tuple(directives), index
+
+
+def _server_blocks(tokens: list[Token]) -> list[ServerBlockSource]:
+    lines = _split_lines(tokens)
+    blocks: list[ServerBlockSource] = []
+    index = 0
+    while index < len(lines):
+        line = lines[index]
+        first = line[0]
+        keys: list[str] = []
+        # Keys run over several lines while a line ends with a comma.
+        while True:
+            opens = line[-1].is_brace("{")
+            key_tokens = line[:-1] if opens else line
+            for token in key_tokens:
+                if token.is_brace("{") or token.is_brace("}"):
+                    raise CorefileError(token.file, token.line, f"unexpected {token.text!r} among server block keys")
+                keys.extend(part for part in token.text.split(",") if part)
+            if opens or not key_tokens[-1].text.endswith(","):
+                break
+            index += 1
+            if index >= len(lines):
+                raise CorefileError(first.file, first.line, "expected another server block key after ','")
+            line = lines[index]
+        if not keys:
+            raise CorefileError(first.file, first.line, "expected a server block key (a zone, like '.:53')")
+        if opens:
+            directives, index = _directives(lines, index + 1, line[-1])
+        elif blocks:
+            raise CorefileError(first.file, first.line, f"expected '{{' after the server block keys {' '.join(keys)}")
+        else:
+            # A single server block may leave out its braces.
+            directives, index = _directives(lines, index + 1, None)
+        blocks.append(ServerBlockSource(tuple(keys), directives, first.file, first.line))
+    return blocks
+
+
+def parse(
+    text: str,
+    file: str = "Corefile",
+    environ: Mapping[str, str] | None = None,
+    read_file=None,
+) -> list[ServerBlockSource]:
+    """Parse Corefile text into server blocks. Raises CorefileError."""
+    environ = os.environ if environ is None else environ
+    expander = _Expander(environ, read_file or _read_text)
+    tokens = expander.expand(_tokenize(text, file, environ), 0, top_level=True)
+    return _server_blocks(tokens)
+
+
+def parse_file(path: str, environ: Mapping[str, str] | None = None) -> list[ServerBlockSource]:
+    """Read and parse a Corefile from disk. Raises CorefileError."""
+    environ = os.environ if environ is None else environ
+    expander = _Expander(environ, _read_text)
+    tokens = expander.expand(expander.load(path, 0, None), 0, top_level=True)
+    return _server_blocks(tokens)
+
+
+def _read_text(path: str) -> str:
+    with open(path, encoding="utf-8") as f:
+        return f.read()
+
+
+# --- shared argument parsing -------------------------------------------------------
+
+_DURATION_PART = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|ms|s|m|h)")
+_DURATION_UNITS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
+
+
+def parse_duration(text: str) -> float:
+    """Parse a Go duration ("5s", "1m30s", "250ms") into seconds. Raises ValueError."""
+    if text in ("0", "+0", "-0"):
+        return 0.0
+    sign = 1.0
+    body = text
+    if body[:1] in "+-" and body:
+        sign = -1.0 if body[0] == "-" else 1.0
+        body = body[1:]
+    pos = 0
+    total = 0.0
+    if not body:
+        raise ValueError(f"invalid duration {text!r}")
+    while pos < len(body):
+        match = _DURATION_PART.match(body, pos)
+        if not match:
+            raise ValueError(f"invalid duration {text!r} (expected a number and a unit, like 5s or 250ms)")
+        total += float(match.group(1)) * _DURATION_UNITS[match.group(2)]
+        pos = match.end()
+    return sign * total
+
+
+def iter_directives(directives: Iterable[Directive], name: str) -> list[Directive]:
+    return [d for d in directives if d.name == name]

@@ -1,0 +1,119 @@
+"""A query on its way through a server block's plugins, and the plugin contract.
+
+A server block's plugins form a chain in CoreDNS's order (cache, hosts,
+kubernetes, loop, forward). Each plugin's ``serve(request, next)`` either
+answers, returning a response `dns.message.Message` (or a Deferred that fires
+with one), or passes the request on with ``next(request)``.
+
+While it answers, a plugin also says how the server may reuse the rendered
+answer for the next identical question (`FastPathPolicy`): which cache
+objects it depends on, until when it stays true, or that it must not be
+reused at all. The server's table of rendered answers relies on that.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Callable, Hashable, Protocol, Union
+
+import attrs
+import dns.flags
+import dns.message
+import dns.name
+from twisted.internet.defer import Deferred
+
+__all__ = [
+    "Request",
+    "FastPathPolicy",
+    "Plugin",
+    "Next",
+    "Result",
+    "ANY_CHANGE",
+]
+
+Result = Union[dns.message.Message, Deferred]
+Next = Callable[["Request"], Result]
+
+#: A dependency on every change of a store (a token is (store key, what)).
+ANY_CHANGE = "*"
+
+
+@attrs.define(slots=True)
+class FastPathPolicy:
+    """How the server may reuse an answer for later identical questions.
+
+    Dependencies are hashable tokens: the server drops a reused answer when a
+    cache change touches one of them (see `discovery.dns.kubernetes`).
+    """
+
+    reusable: bool = True
+    dependencies: set[Hashable] = attrs.field(factory=set)
+    #: Monotonic time after which the answer must be computed afresh.
+    expires: float = math.inf
+    #: Rotate A/AAAA records between reuses (loadbalance).
+    shuffle: bool = False
+
+    def forbid(self) -> None:
+        """This answer must be computed afresh for every query."""
+        self.reusable = False
+
+    def depend(self, *tokens: Hashable) -> None:
+        self.dependencies.update(tokens)
+
+    def expire_at(self, when: float) -> None:
+        self.expires = min(self.expires, when)
+
+
+@attrs.define(slots=True, eq=False)
+class Request:
+    """One question from one client, as the plugins see it."""
+
+    query: dns.message.Message
+    qname: dns.name.Name
+    qtype: int
+    qclass: int
+    #: The server block zone the question fell in ("cluster.local.", ".").
+    zone: str
+    #: The server's label for metrics and logs, like "dns://:53".
+    server: str
+    proto: str
+    client: tuple[str, int]
+    #: The client sent a (version 0) OPT record.
+    edns: bool = False
+    #: What the client accepts: 512 without EDNS, its OPT size, 65535 on TCP.
+    max_size: int = 512
+    dnssec_ok: bool = False
+    fastpath: FastPathPolicy = attrs.field(factory=FastPathPolicy)
+    #: The plugin that wrote the response, for coredns_dns_responses_total.
+    plugin: str = ""
+    #: Resolves another name through this server block (CoreDNS's upstream),
+    #: for CNAME targets outside the zone: (name, rdtype) -> Deferred[Message].
+    lookup: Callable[[dns.name.Name, int], Deferred] | None = None
+    #: Internal lookups nest; a cap stops CNAME loops.
+    depth: int = 0
+
+    @property
+    def name(self) -> str:
+        """The lower-cased question name, fully qualified ("a.b.")."""
+        return self.qname.to_text().lower()
+
+    def reply(self) -> dns.message.Message:
+        """An empty response to this query: ID, question, RD and CD copied.
+
+        With EDNS, the OPT record offers 1232 bytes (the DNS flag day 2020
+        size) and echoes the DO bit, as CoreDNS does.
+        """
+        response = dns.message.make_response(self.query, our_payload=1232)
+        response.flags |= self.query.flags & dns.flags.CD
+        if self.dnssec_ok:
+            response.ednsflags |= dns.flags.DO
+        return response
+
+
+class Plugin(Protocol):
+    """What the server block needs from a plugin in its chain."""
+
+    #: The label for coredns_dns_responses_total{plugin} ("kubernetes").
+    name: str
+
+    def serve(self, request: Request, next: Next) -> Result: ...

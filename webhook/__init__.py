@@ -1,0 +1,1 @@
+"""Wayfinder's mutating admission webhook: the kubelet's Service environment variables, written at admission."""
