@@ -101,10 +101,8 @@ class Directive:
             else:
                 wanted = f"{minimum} to {maximum}"
             hint = f"; usage: {usage}" if usage else ""
-            raise self.error(
-                f"{self.name}: expected {wanted} argument{'s' if wanted != '1' else ''}, "
-                f"got {count}{hint}"
-            )
+            plural = "" if (maximum if maximum is not None else minimum) == 1 else "s"
+            raise self.error(f"{self.name}: expected {wanted} argument{plural}, got {count}{hint}")
 
     def expect_no_block(self) -> None:
         if self.has_block:
@@ -160,8 +158,13 @@ def _tokenize(text: str, file: str, environ: Mapping[str, str]) -> list[Token]:
                 if i >= n:
                     raise CorefileError(file, start_line, "unterminated quoted string")
                 ch = text[i]
-                if ch == "\\" and i + 1 < n and text[i + 1] == '"':
-                    value.append('"')
+                if ch == "\\" and i + 1 < n:
+                    # As the Caddyfile lexer: a backslash escapes only a quote,
+                    # and otherwise stays, with the character it precedes.
+                    escaped = text[i + 1]
+                    value.append('"' if escaped == '"' else ch + escaped)
+                    if escaped == "\n":
+                        line += 1
                     i += 2
                     continue
                 if ch == '"':
@@ -188,16 +191,19 @@ def _tokenize(text: str, file: str, environ: Mapping[str, str]) -> list[Token]:
 class _Expander:
     """Splices ``import`` lines and collects snippets, before the tree is built."""
 
-    def __init__(self, environ: Mapping[str, str], read_file):
+    def __init__(self, environ: Mapping[str, str], read_file, root: str):
         self.environ = environ
         self.read_file = read_file
         self.snippets: dict[str, list[Token]] = {}
         self.counter = itertools.count(1)
+        #: The files ("/abs/path") and snippets ("(name)") being expanded,
+        #: outermost first: importing one of them again is a cycle.
+        self.active: list[str] = [os.path.abspath(root)]
 
     def load(self, path: str, depth: int, origin: Token | None) -> list[Token]:
         if depth > _MAX_IMPORT_DEPTH:
             raise CorefileError(
-                origin.file, origin.line, f"import nested deeper than {_MAX_IMPORT_DEPTH} (a cycle?)"
+                origin.file, origin.line, f"imports nested deeper than {_MAX_IMPORT_DEPTH} levels"
             )
         try:
             text = self.read_file(path)
@@ -210,21 +216,38 @@ class _Expander:
     def expand(self, tokens: list[Token], depth: int, top_level: bool) -> list[Token]:
         out: list[Token] = []
         lines = _split_lines(tokens)
+        # Braces opened and not yet closed: snippets are defined, and imported
+        # files may define them, only outside every block.
+        nesting = 0
         # Walk line by line: `import` only counts at the start of a line.
         index = 0
         while index < len(lines):
             line = lines[index]
             first = line[0]
-            if top_level and _is_snippet_key(line):
+            outside = top_level and nesting == 0
+            if outside and _is_snippet_key(line):
                 index = self._define_snippet(lines, index)
                 continue
             if first.text == "import" and not first.quoted:
-                out.extend(self._import(line, depth))
-                index += 1
-                continue
-            out.extend(line)
+                pasted = self._import(line, depth, outside)
+            else:
+                pasted = line
+            nesting += sum(t.is_brace("{") for t in pasted) - sum(t.is_brace("}") for t in pasted)
+            out.extend(pasted)
             index += 1
         return out
+
+    def _check_cycle(self, label: str, keyword: Token) -> None:
+        if label in self.active:
+            chain = " -> ".join(self.active[self.active.index(label):] + [label])
+            raise CorefileError(keyword.file, keyword.line, f"import cycle: {chain}")
+
+    def _expand_import(self, label: str, tokens: list[Token], depth: int, top_level: bool) -> list[Token]:
+        self.active.append(label)
+        try:
+            return self.expand(tokens, depth + 1, top_level)
+        finally:
+            self.active.pop()
 
     def _define_snippet(self, lines: list[list[Token]], index: int) -> int:
         line = lines[index]
@@ -252,7 +275,7 @@ class _Expander:
                 return index
         raise CorefileError(key.file, key.line, f"snippet {key.text}: missing its closing '}}'")
 
-    def _import(self, line: list[Token], depth: int) -> list[Token]:
+    def _import(self, line: list[Token], depth: int, top_level: bool) -> list[Token]:
         keyword = line[0]
         if len(line) != 2:
             raise CorefileError(
@@ -263,10 +286,13 @@ class _Expander:
             raise CorefileError(keyword.file, keyword.line, "import: the pattern is empty")
         if pattern in self.snippets:
             if depth > _MAX_IMPORT_DEPTH:
-                raise CorefileError(keyword.file, keyword.line, f"import of snippet {pattern!r} nests too deep (a cycle?)")
+                raise CorefileError(
+                    keyword.file, keyword.line, f"imports nested deeper than {_MAX_IMPORT_DEPTH} levels"
+                )
+            self._check_cycle(f"({pattern})", keyword)
             expansion = next(self.counter)
             pasted = [attrs.evolve(t, expansion=expansion) for t in self.snippets[pattern]]
-            return self.expand(pasted, depth + 1, top_level=False)
+            return self._expand_import(f"({pattern})", pasted, depth, top_level)
         base = os.path.dirname(os.path.abspath(keyword.file))
         full = pattern if os.path.isabs(pattern) else os.path.join(base, pattern)
         if glob.has_magic(full):
@@ -279,9 +305,11 @@ class _Expander:
         for match in matches:
             if os.path.isdir(match):
                 raise CorefileError(keyword.file, keyword.line, f"import: {match} is a directory")
+            label = os.path.abspath(match)
+            self._check_cycle(label, keyword)
             expansion = next(self.counter)
             tokens = [attrs.evolve(t, expansion=expansion) for t in self.load(match, depth + 1, keyword)]
-            out.extend(self.expand(tokens, depth + 1, top_level=False))
+            out.extend(self._expand_import(label, tokens, depth, top_level))
         return out
 
 
@@ -351,9 +379,17 @@ def _server_blocks(tokens: list[Token]) -> list[ServerBlockSource]:
             opens = line[-1].is_brace("{")
             key_tokens = line[:-1] if opens else line
             for token in key_tokens:
-                if token.is_brace("{") or token.is_brace("}"):
-                    raise CorefileError(token.file, token.line, f"unexpected {token.text!r} among server block keys")
+                if token.is_brace("}"):
+                    raise CorefileError(token.file, token.line, "unexpected '}' without a matching '{'")
+                if token.is_brace("{"):
+                    raise CorefileError(
+                        token.file, token.line, "unexpected '{' among server block keys ('{' must end the line)"
+                    )
                 keys.extend(part for part in token.text.split(",") if part)
+            if opens and key_tokens and key_tokens[-1].text.endswith(","):
+                raise CorefileError(
+                    line[-1].file, line[-1].line, "expected another server block key after ',', found '{'"
+                )
             if opens or not key_tokens[-1].text.endswith(","):
                 break
             index += 1
@@ -381,7 +417,7 @@ def parse(
 ) -> list[ServerBlockSource]:
     """Parse Corefile text into server blocks. Raises CorefileError."""
     environ = os.environ if environ is None else environ
-    expander = _Expander(environ, read_file or _read_text)
+    expander = _Expander(environ, read_file or _read_text, file)
     tokens = expander.expand(_tokenize(text, file, environ), 0, top_level=True)
     return _server_blocks(tokens)
 
@@ -389,7 +425,7 @@ def parse(
 def parse_file(path: str, environ: Mapping[str, str] | None = None) -> list[ServerBlockSource]:
     """Read and parse a Corefile from disk. Raises CorefileError."""
     environ = os.environ if environ is None else environ
-    expander = _Expander(environ, _read_text)
+    expander = _Expander(environ, _read_text, path)
     tokens = expander.expand(expander.load(path, 0, None), 0, top_level=True)
     return _server_blocks(tokens)
 
@@ -401,8 +437,11 @@ def _read_text(path: str) -> str:
 
 # --- shared argument parsing -------------------------------------------------------
 
-_DURATION_PART = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|ms|s|m|h)")
-_DURATION_UNITS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
+# Go's unitMap: "µs" is U+00B5 (micro sign), "μs" U+03BC (Greek mu); both count.
+_DURATION_PART = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|\u00b5s|\u03bcs|ms|s|m|h)")
+_DURATION_UNITS = {
+    "ns": 1e-9, "us": 1e-6, "\u00b5s": 1e-6, "\u03bcs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0,
+}
 
 
 def parse_duration(text: str) -> float:

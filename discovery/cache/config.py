@@ -34,7 +34,7 @@ import os
 import attrs
 
 from ..corefile import Directive, parse_duration
-from ..zones import Fallthrough, is_reverse, normalize_zone
+from ..zones import Fallthrough, is_reverse, normalize_zone, zones_from_cidr
 from .selectors import LabelSelector, SelectorError
 
 __all__ = ["SourceConfig", "KubernetesConfig", "setup_kubernetes", "DEFAULT_SERVICE_CIDRS"]
@@ -124,9 +124,23 @@ def _only(option: Directive, count: int, usage: str) -> tuple[str, ...]:
     return option.args
 
 
+def _zones(option: Directive, args) -> tuple[str, ...]:
+    """Zone arguments, a CIDR standing for its reverse zones (plugin.Host.NormalizeExact)."""
+    zones: list[str] = []
+    for arg in args:
+        if "/" not in arg:
+            zones.append(normalize_zone(arg))
+            continue
+        try:
+            zones.extend(zones_from_cidr(arg))
+        except ValueError:
+            raise option.error(f"{option.name}: {arg!r} is not a zone or a CIDR") from None
+    return tuple(zones)
+
+
 def setup_kubernetes(directive: Directive, ctx) -> KubernetesConfig:
     """Parse a `kubernetes` directive. Raises CorefileError naming file:line."""
-    zones = tuple(normalize_zone(z) for z in directive.args) or ctx.zones
+    zones = _zones(directive, directive.args) or ctx.zones
     if all(is_reverse(zone) for zone in zones):
         raise directive.error("kubernetes: at least one zone must be a forward (non-reverse) zone")
     base = os.path.dirname(os.path.abspath(directive.file)) if directive.file else os.getcwd()
@@ -198,9 +212,13 @@ def setup_kubernetes(directive: Directive, ctx) -> KubernetesConfig:
             source["watch_endpoints"] = False
         elif name == "fallthrough":
             option.expect_no_block()
-            options["fallthrough"] = Fallthrough.from_args(option.args)
+            options["fallthrough"] = Fallthrough.from_args(_zones(option, option.args))
         elif name == "ignore":
-            (what,) = _only(option, 1, "ignore empty_service")
+            # CoreDNS reads the first argument only (setup_test.go accepts
+            # "ignore empty_service" followed by more words).
+            option.expect_args(1, usage="ignore empty_service")
+            option.expect_no_block()
+            what = option.args[0]
             if what != "empty_service":
                 raise option.error(f"ignore: {what!r} is not supported (expected empty_service)")
             options["ignore_empty_service"] = True

@@ -52,14 +52,16 @@ PROTOCOLS = frozenset({"TCP", "UDP", "SCTP"})
 ADDRESS_TYPES = frozenset({"IPv4", "IPv6", "FQDN"})
 IP_FAMILIES = frozenset({"IPv4", "IPv6"})
 
-# k8s.io/apimachinery/pkg/util/validation: DNS-1123 label and subdomain,
-# DNS-1035 label (Service names), IANA service names (Service port names).
+# k8s.io/apimachinery/pkg/util/validation: DNS-1123 label (also Service and
+# EndpointSlice port names) and subdomain, DNS-1035 label (Service names).
 _DNS1123_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?\Z")
 _DNS1035_LABEL = re.compile(r"[a-z]([-a-z0-9]*[a-z0-9])?\Z")
 _DNS1123_SUBDOMAIN = re.compile(
     r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*\Z"
 )
-_IANA_SVC_NAME = re.compile(r"[a-z0-9]([a-z0-9-]*[a-z0-9])?\Z")
+#: strconv.ParseBool's true values: how the endpoints controller read the
+#: tolerate-unready annotation.
+_GO_TRUE = frozenset({"1", "t", "T", "TRUE", "true", "True"})
 
 #: Labels as a sorted tuple of (key, value) pairs: hashable, compact, and
 #: equal exactly when the label maps are equal.
@@ -232,6 +234,8 @@ class _Reader:
         if namespace is not None and not isinstance(namespace, str):
             self.fail("metadata.namespace: expected a string")
         self.namespace = namespace
+        if name is not None and self.name is None:
+            self.fail(f"metadata.name: expected a non-empty string, got {name!r}")
         if self.name is None:
             self.fail("metadata.name is missing")
 
@@ -284,6 +288,9 @@ class _Reader:
             self.fail(f"{path}: {value!r} is not an IP address")
         if family is not None and _family(address) != family:
             self.fail(f"{path}: {value!r} is not an {family} address")
+        if getattr(address, "scope_id", None):
+            # ipaddress accepts RFC 4007 zones ("fe80::1%eth0"); the API does not.
+            self.fail(f"{path}: {value!r} carries a zone index, which the API does not allow")
         return sys.intern(address.compressed)
 
     def protocol(self, value: Any, path: str) -> str:
@@ -321,17 +328,6 @@ def _family(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> str:
 def family_of(ip: str) -> str:
     """IPv4 or IPv6 for an address already validated by a converter."""
     return "IPv6" if ":" in ip else "IPv4"
-
-
-def _is_valid_port_name(name: str) -> bool:
-    # validation.IsValidPortName: an IANA service name, at most 15 characters,
-    # with at least one letter and no "--".
-    return (
-        len(name) <= 15
-        and bool(_IANA_SVC_NAME.match(name))
-        and "--" not in name
-        and any(c.isalpha() for c in name)
-    )
 
 
 def _is_dns_subdomain(value: str) -> bool:
@@ -373,7 +369,7 @@ def service_from_api(obj: Any, default_namespace: str | None = None) -> Service:
 
     families = []
     for i, family in enumerate(r.sequence(spec.get("ipFamilies"), "spec.ipFamilies")):
-        if family not in IP_FAMILIES:
+        if not isinstance(family, str) or family not in IP_FAMILIES:
             r.fail(f"spec.ipFamilies[{i}]: {family!r} is not IPv4 or IPv6")
         families.append(sys.intern(family))
     if not families:
@@ -389,25 +385,34 @@ def service_from_api(obj: Any, default_namespace: str | None = None) -> Service:
         cluster_ips, headless, families = (), False, []
 
     ports = []
-    seen = set()
-    for i, port in enumerate(r.sequence(spec.get("ports"), "spec.ports")):
+    # ValidateService: names are DNS-1123 labels, unique, and required when
+    # there is more than one port; each (port, protocol) appears once.
+    raw_ports = r.sequence(spec.get("ports"), "spec.ports")
+    seen_names: set[str] = set()
+    seen_numbers: set[tuple[int, str]] = set()
+    for i, port in enumerate(raw_ports):
         path = f"spec.ports[{i}]"
         port = r.mapping(port, path)
         name = r.string(port.get("name"), f"{path}.name", "")
-        if name and not _is_valid_port_name(name):
-            r.fail(f"{path}.name: {name!r} is not a valid port name")
+        if not name and len(raw_ports) > 1:
+            r.fail(f"{path}.name is required when a Service has more than one port")
+        if name and (len(name) > 63 or not _DNS1123_LABEL.match(name)):
+            r.fail(f"{path}.name: {name!r} is not a valid DNS-1123 label")
+        if name in seen_names:
+            r.fail(f"{path}.name: duplicate port name {name!r}")
+        seen_names.add(name)
         protocol = r.protocol(port.get("protocol"), f"{path}.protocol")
         number = r.port_number(port.get("port"), f"{path}.port", required=True)
-        if (name, protocol, number) in seen:
-            r.fail(f"{path}: duplicate port {name or number}/{protocol}")
-        seen.add((name, protocol, number))
+        if (number, protocol) in seen_numbers:
+            r.fail(f"{path}: duplicate port {number}/{protocol}")
+        seen_numbers.add((number, protocol))
         app_protocol = r.string(port.get("appProtocol"), f"{path}.appProtocol")
         ports.append(ServicePort(sys.intern(name), protocol, number, app_protocol))
 
     annotations = r.mapping(metadata.get("annotations"), "metadata.annotations")
     publish = r.boolean(
         spec.get("publishNotReadyAddresses"), "spec.publishNotReadyAddresses", False
-    ) or str(annotations.get(TOLERATE_UNREADY_ANNOTATION, "")).lower() == "true"
+    ) or annotations.get(TOLERATE_UNREADY_ANNOTATION) in _GO_TRUE
 
     return Service(
         namespace=r.namespace,
@@ -464,6 +469,8 @@ def endpoint_slice_from_api(obj: Any, default_namespace: str | None = None) -> E
     service_name = dict(labels).get(SERVICE_NAME_LABEL, "")
 
     address_type = r.string(obj.get("addressType"), "addressType")
+    if address_type is None:
+        r.fail("addressType is missing")
     if address_type not in ADDRESS_TYPES:
         r.fail(f"addressType: {address_type!r} is not one of IPv4, IPv6, FQDN")
 

@@ -1,10 +1,13 @@
 """Kubernetes label selectors: parsed from the Corefile, sent to the API, matched locally.
 
-The grammar of metav1.ParseToLabelSelector, which is what CoreDNS's `labels`
-and `namespace_labels` options accept: comma-separated requirements of the
-forms ``key``, ``!key``, ``key=value``, ``key==value``, ``key!=value``,
-``key in (a,b)`` and ``key notin (a,b)``. The API applies the selector when
-Wayfinder watches a cluster; the manifests source applies it here.
+The grammar of labels.Parse, as the API's labelSelector parameter takes it:
+comma-separated requirements of the forms ``key``, ``!key``, ``key=value``,
+``key==value``, ``key!=value``, ``key in (a,b)`` and ``key notin (a,b)``; a
+value may be empty (``key=``, ``key in (a,)``). CoreDNS's `labels` and
+`namespace_labels` options go through metav1.ParseToLabelSelector, which also
+refuses ``!=``; Wayfinder accepts it, since the API and `matches` both can
+apply it. The API applies the selector when Wayfinder watches a cluster; the
+manifests source applies it here.
 """
 
 from __future__ import annotations
@@ -96,19 +99,25 @@ class LabelSelector:
                 pos += 1
                 if expect("'('") != "(":
                     raise SelectorError(f"expected '(' after {operator!r} in {text!r}")
-                values = []
+                # Comma-separated, each item empty or one value: "()" and
+                # "(a,,b)" hold the empty value, as labels.Parse reads them.
+                items: list[list[str]] = [[]]
                 while True:
                     value = expect("a value or ')'")
                     if value == ")":
                         break
                     if value == ",":
+                        items.append([])
                         continue
+                    if items[-1]:
+                        raise SelectorError(
+                            f"expected ',' or ')' after {items[-1][0]!r} in {text!r}, got {value!r}"
+                        )
                     if not _VALUE.match(value):
                         raise SelectorError(f"{value!r} is not a valid label value")
-                    values.append(value)
-                if not values:
-                    raise SelectorError(f"{key} {operator} () needs at least one value")
-                requirements.append(Requirement(key, operator, tuple(sorted(set(values)))))
+                    items[-1].append(value)
+                values = {item[0] if item else "" for item in items}
+                requirements.append(Requirement(key, operator, tuple(sorted(values))))
             else:
                 raise SelectorError(f"expected '=', '!=', 'in', 'notin' or ',' after {key!r}, got {operator!r}")
             if pos < len(tokens):

@@ -11,6 +11,7 @@ object's entries and adding the new object's.
 from __future__ import annotations
 
 import time
+from types import MappingProxyType
 from typing import Callable, Iterable, Iterator, Mapping, Union
 
 import attrs
@@ -30,7 +31,7 @@ KINDS: Mapping[str, type] = {
 }
 _KIND_OF = {cls: kind for kind, cls in KINDS.items()}
 
-_EMPTY: Mapping = {}
+_EMPTY: Mapping = MappingProxyType({})
 
 
 @attrs.frozen
@@ -202,7 +203,8 @@ class Store:
 
     def services_in(self, namespace: str) -> Mapping[str, Service]:
         """The Services of one namespace by name (a live, read-only view)."""
-        return self._services_by_namespace.get(namespace, _EMPTY)
+        services = self._services_by_namespace.get(namespace)
+        return _EMPTY if services is None else MappingProxyType(services)
 
     def services(self) -> Iterable[Service]:
         return self._objects["Service"].values()
