@@ -1,0 +1,166 @@
+"""The `kubernetes` plugin: the cluster zone (`discovery.dns.zone`) in a server block's chain.
+
+It answers the names within its zones from the Store and passes every other
+name to the next plugin, as CoreDNS's kubernetes/handler.go does:
+
+* an NXDOMAIN in a `fallthrough` zone goes to the next plugin;
+* until the Store's source has synced, CoreDNS does not serve at all for
+  up to `startup_timeout` (its server waits for the sync before it starts
+  listening), and afterwards answers SERVFAIL where it would have answered
+  NXDOMAIN. Wayfinder listens at once, so it answers SERVFAIL for every
+  name in its zones during that first `startup_timeout`, then behaves as
+  CoreDNS: what the cache holds is served, and a name it does not hold is
+  SERVFAIL rather than NXDOMAIN until the sync completes. None of these
+  answers may be reused;
+* an ExternalName whose target lies outside the zone is resolved through
+  the server (`Request.lookup`, CoreDNS's upstream), and the records are
+  appended after the CNAME.
+
+Reuse of rendered answers: each answer's dependencies go into
+``request.fastpath`` as ``(store_key(store), token)``, token as described in
+`discovery.dns.zone`; `invalidation_tokens(store, change)` gives the tokens a
+Store change invalidates, for the server's table of rendered answers.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Hashable, Iterable, Union
+
+import attrs
+import dns.flags
+import dns.message
+import dns.rcode
+from twisted.internet.defer import Deferred
+from twisted.python.failure import Failure
+
+from ..cache.config import KubernetesConfig
+from ..cache.store import Change, Store
+from ..zones import longest_match
+from . import zone as zone_answers
+from .request import ANY_CHANGE, Next, Request, Result
+
+__all__ = ["KubernetesPlugin", "store_key", "invalidation_tokens"]
+
+#: The sync state of the Store's source: a Deferred that fires once it has
+#: synced, a function that tells, or a fixed flag.
+Synced = Union[Deferred, Callable[[], bool], bool]
+
+
+def store_key(store: Store) -> int:
+    """The first element of every dependency token of this Store's answers."""
+    return id(store)
+
+
+def invalidation_tokens(store: Store, change: Change) -> frozenset:
+    """The dependency tokens a change of this Store makes stale, ANY_CHANGE included."""
+    key = store_key(store)
+    return frozenset((key, token) for token in zone_answers.change_dependencies(change)) | {
+        (key, ANY_CHANGE)
+    }
+
+
+class KubernetesPlugin:
+    """The `kubernetes` directive of one server block, answering from one Store."""
+
+    name = "kubernetes"
+
+    def __init__(
+        self,
+        config: KubernetesConfig,
+        store: Store,
+        synced: Synced,
+        reactor,
+        local_ips: Iterable[str] = (),
+    ):
+        self._config = config
+        self._store = store
+        self._reactor = reactor
+        self._options = zone_answers.ZoneOptions.from_config(config, local_ips)
+        self._key = store_key(store)
+        self._startup_deadline = reactor.seconds() + config.startup_timeout
+        self._synced_now = False
+        if isinstance(synced, Deferred):
+            synced.addCallback(self._on_synced)
+            self._has_synced: Callable[[], bool] = lambda: self._synced_now
+        elif callable(synced):
+            self._has_synced = synced
+        else:
+            flag = bool(synced)
+            self._has_synced = lambda: flag
+
+    def _on_synced(self, result):
+        self._synced_now = True
+        return result
+
+    def serve(self, request: Request, next: Next) -> Result:
+        zone = longest_match(self._config.zones, request.name)
+        if zone is None:
+            return next(request)
+        synced = self._has_synced()
+        # CoreDNS is not even listening yet in this window (see the module docstring).
+        if not synced and self._reactor.seconds() < self._startup_deadline:
+            request.fastpath.forbid()
+            negative = zone_answers.nodata(request.qname, self._store, self._options, zone)
+            return self._respond(request, attrs.evolve(negative, rcode=dns.rcode.SERVFAIL))
+        answer = zone_answers.answer(request.qname, request.qtype, self._store, self._options, zone)
+        if answer.rcode == dns.rcode.NXDOMAIN:
+            if self._config.fallthrough.through(request.name):
+                return next(request)
+            if not synced:
+                answer = attrs.evolve(answer, rcode=dns.rcode.SERVFAIL)
+        if synced:
+            request.fastpath.depend(*self._tokens(answer.dependencies))
+        else:
+            request.fastpath.forbid()
+        if answer.chase is not None and request.lookup is not None:
+            return self._chase(request, answer, zone)
+        return self._respond(request, answer)
+
+    def _tokens(self, dependencies: Iterable[Hashable]) -> list[tuple]:
+        key = self._key
+        return [(key, token) for token in dependencies]
+
+    def _chase(self, request: Request, answer: zone_answers.Answer, zone: str) -> Deferred:
+        """backend_lookup.go A/AAAA: resolve the CNAME target upstream and append its answer.
+
+        The appended records are valid only for their own TTLs: the rendered
+        answer expires with the shortest of them; with nothing appended, it
+        is not reused (the upstream's denial carries no TTL we keep).
+        """
+
+        def appended(message: dns.message.Message) -> dns.message.Message:
+            if message.answer:
+                shortest = min(rrset.ttl for rrset in message.answer)
+                request.fastpath.expire_at(self._reactor.seconds() + shortest)
+            else:
+                request.fastpath.forbid()
+            response = self._respond(
+                request, attrs.evolve(answer, answer=answer.answer + tuple(message.answer))
+            )
+            if message.flags & dns.flags.TC:
+                response.flags |= dns.flags.TC
+            return response
+
+        def failed(failure: Failure) -> dns.message.Message:
+            # CoreDNS drops the whole answer when the upstream lookup fails.
+            request.fastpath.forbid()
+            return self._respond(
+                request, zone_answers.nodata(request.qname, self._store, self._options, zone)
+            )
+
+        lookup = request.lookup(answer.chase, request.qtype)
+        lookup.addCallbacks(appended, failed)
+        return lookup
+
+    def _respond(self, request: Request, answer: zone_answers.Answer) -> dns.message.Message:
+        response = request.reply()
+        # CoreDNS writes REFUSED (zone transfers) through the server's error
+        # path, which does not claim authority; every other answer is ours.
+        if answer.rcode != dns.rcode.REFUSED:
+            response.flags |= dns.flags.AA
+        response.set_rcode(answer.rcode)
+        response.answer.extend(answer.answer)
+        response.authority.extend(answer.authority)
+        response.additional.extend(answer.additional)
+        request.plugin = self.name
+        return response
