@@ -62,7 +62,18 @@ class PluginSpec:
 #: The supported directives, in the order a query passes them (plugin.cfg).
 REGISTRY: tuple[PluginSpec, ...] = (
     PluginSpec("bind", "discovery.config:setup_bind", repeatable=True),
+    PluginSpec("ready", "discovery.ops.endpoints:setup_ready"),
+    PluginSpec("health", "discovery.ops.endpoints:setup_health"),
+    PluginSpec("prometheus", "discovery.ops.endpoints:setup_prometheus"),
+    PluginSpec("errors", "discovery.dns.errors:setup_errors"),
+    PluginSpec("log", "discovery.dns.log:setup_log", repeatable=True),
+    PluginSpec("loadbalance", "discovery.dns.loadbalance:setup_loadbalance"),
+    PluginSpec("cache", "discovery.dns.cache:setup_cache"),
+    PluginSpec("hosts", "discovery.dns.hosts:setup_hosts"),
     PluginSpec("kubernetes", "discovery.cache.config:setup_kubernetes"),
+    PluginSpec("webhook", "webhook.config:setup_webhook"),
+    PluginSpec("loop", "discovery.dns.loop:setup_loop"),
+    PluginSpec("forward", "discovery.dns.forward:setup_forward"),
 )
 
 
@@ -122,7 +133,10 @@ def _parse_key(key: str, default_port: int, block: ServerBlockSource) -> list[tu
         if scheme.lower() != "dns":
             raise block.error(f"server block key {key!r}: transport {scheme}:// is not supported (only dns://)")
     host, port = text, default_port
-    if text.count(":") == 1 or (text.startswith("[") and "]:" in text):
+    # A reverse zone's port follows its prefix length, after an IPv6 CIDR's
+    # own colons: "fd00::/64:1053" (plugin.SplitHostPort reads the last colon).
+    cidr_port = "/" in text and "/" in text.rpartition(":")[0]
+    if cidr_port or text.count(":") == 1 or (text.startswith("[") and "]:" in text):
         host, _, port_text = text.rpartition(":")
         host = host.strip("[]")
         try:

@@ -534,6 +534,8 @@ class StoreWriter:
         self._rejected: dict[tuple[str, tuple[str, str]], str] = {}
 
     def apply(self, batch: list) -> None:
+        # Stamped first: readers woken by the Store's change events see it.
+        self.last_sync = self._clock()
         for message in batch:
             if isinstance(message, Put):
                 self._put(message)
@@ -544,7 +546,6 @@ class StoreWriter:
                 self._reject(message.kind, message.error)
             elif isinstance(message, Listed):
                 self._replace(message)
-        self.last_sync = self._clock()
 
     def _put(self, message: Put) -> None:
         obj = message.object

@@ -1,0 +1,103 @@
+"""The command line, as the coredns binary's: `wayfinder -conf Corefile -dns.port 53`.
+
+`wayfinder` and `python -m discovery` are the same program.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import signal
+import sys
+
+from . import __version__
+from .config import DEFAULT_DNS_PORT, load, supported_directives
+from .corefile import CorefileError
+
+__all__ = ["main", "build_parser"]
+
+log = logging.getLogger("wayfinder.main")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="wayfinder",
+        description="Kubernetes service discovery: cluster DNS as CoreDNS answers it, and the kubelet's Service environment variables at admission.",
+        allow_abbrev=False,
+    )
+    parser.add_argument("-conf", default="Corefile", metavar="FILE", help="Corefile to load (default: ./Corefile)")
+    parser.add_argument(
+        "-dns.port", dest="dns_port", type=int, default=DEFAULT_DNS_PORT, metavar="N",
+        help="default port for server blocks that name none (default: 53)",
+    )
+    parser.add_argument("-plugins", action="store_true", help="list the supported directives and exit")
+    parser.add_argument("-version", action="store_true", help="show the version and exit")
+    parser.add_argument("-quiet", action="store_true", help="quiet mode: no start-up banner, warnings and errors only")
+    parser.add_argument("-pidfile", metavar="FILE", help="write the process ID to FILE")
+    parser.add_argument(
+        "-log.format", dest="log_format", choices=("text", "json"), default="text",
+        help="log line format (default: text)",
+    )
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv and argv[0] == "certs":
+        from .certs import main as certs_main
+
+        return certs_main(argv[1:])
+    args = build_parser().parse_args(argv)
+    if args.version:
+        print(f"Wayfinder-{__version__}")
+        return 0
+    if args.plugins:
+        print("Server types:\n  dns\n\nDirectives:")
+        for name in supported_directives():
+            print(f"  {name}")
+        return 0
+
+    from .logs import configure
+
+    configure(args.log_format, logging.WARNING if args.quiet else logging.INFO)
+    try:
+        config = load(args.conf, args.dns_port)
+    except CorefileError as error:
+        log.critical("%s", error)
+        return 1
+
+    from twisted.internet import reactor
+
+    from .app import Application
+
+    app = Application(config, reactor)
+    if args.pidfile:
+        with open(args.pidfile, "w") as f:
+            f.write(f"{os.getpid()}\n")
+
+    failures = []
+    stopping = []
+
+    def stop(*_):
+        # SIGTERM and SIGINT: one orderly stop, however many signals arrive.
+        if not stopping:
+            stopping.append(True)
+            reactor.stop()
+
+    def start():
+        try:
+            app.start()
+        except Exception as error:
+            failures.append(error)
+            log.critical("start-up failed: %s", error)
+            stop()
+
+    signal.signal(signal.SIGTERM, lambda *_: reactor.callFromThread(stop))
+    signal.signal(signal.SIGINT, lambda *_: reactor.callFromThread(stop))
+    reactor.callWhenRunning(start)
+    # This trigger holds the shutdown for the lameduck period while the
+    # servers keep answering; a failed start-up skips it.
+    reactor.addSystemEventTrigger("before", "shutdown", lambda: app.shutdown(lameduck=not failures))
+    reactor.run(installSignalHandlers=False)
+    return 1 if failures else 0
