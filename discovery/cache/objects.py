@@ -291,7 +291,9 @@ class _Reader:
         if getattr(address, "scope_id", None):
             # ipaddress accepts RFC 4007 zones ("fe80::1%eth0"); the API does not.
             self.fail(f"{path}: {value!r} carries a zone index, which the API does not allow")
-        return sys.intern(address.compressed)
+        # Not interned: addresses are mostly unique, and the intern table
+        # would only add its own entry for each.
+        return address.compressed
 
     def protocol(self, value: Any, path: str) -> str:
         protocol = self.string(value, path, "TCP")

@@ -424,6 +424,8 @@ class _Item:
     additional: list
     orig_ttl: int
     stored: float
+    #: Which store holds it: "success" or "denial" (the hits metric's type).
+    kind: str = "success"
     #: Prefetch popularity (CoreDNS's freq.Freq).
     last_seen: float = -math.inf
     hits: int = 0
@@ -624,12 +626,24 @@ class CachePlugin:
         elif config.prefetch > 0 and ttl <= self._prefetch_threshold(item):
             # Inside the prefetch window every query counts towards popularity.
             request.fastpath.forbid()
-        elif config.keepttl:
-            request.fastpath = FastPathPolicy(expires=item.stored + item.orig_ttl)
         else:
-            # The TTL drops by one when the next whole second of age begins.
-            request.fastpath = FastPathPolicy(expires=item.stored + int(now - item.stored) + 1)
+            request.fastpath = self._reuse_policy(item)
         return response
+
+    def _reuse_policy(self, item: _Item) -> FastPathPolicy:
+        """Reuse until the entry goes stale or enters the prefetch window.
+
+        Meanwhile the server counts the TTLs down itself (keepttl: they stay)
+        and counts each reuse as a request and a hit of this cache.
+        """
+        limit = item.stored + item.orig_ttl
+        if self.config.prefetch > 0:
+            limit -= self._prefetch_threshold(item)
+        return FastPathPolicy(
+            expires=limit,
+            countdown_from=None if self.config.keepttl else item.stored,
+            on_reuse=(self._requests.inc, self._hits[item.kind].inc),
+        )
 
     def _lookup(self, key, request: Request, now: float) -> _Item | None:
         """The usable entry for key, counting requests, hits and misses (getIfNotStale)."""
@@ -679,7 +693,7 @@ class CachePlugin:
         elif item.rcode == dns.rcode.SERVFAIL or item.authenticated:
             request.fastpath.forbid()
         else:
-            request.fastpath = FastPathPolicy(expires=item.stored + 1)
+            request.fastpath = self._reuse_policy(item)
         return response
 
     def _write(self, response: dns.message.Message, request: Request, key, refresh: bool):
@@ -726,6 +740,7 @@ class CachePlugin:
                 return None
             store, label = self.denial, "denial"
         item = _new_item(response, now, duration)
+        item.kind = label
         if store.add(key, item):
             self._evictions[label].inc()
         if refresh and label == "success":

@@ -42,16 +42,22 @@ ANY_CHANGE = "*"
 class FastPathPolicy:
     """How the server may reuse an answer for later identical questions.
 
-    Dependencies are hashable tokens: the server drops a reused answer when a
-    cache change touches one of them (see `discovery.dns.kubernetes`).
+    Dependencies are hashable tokens, ``(store key, token)`` with the tokens
+    of `discovery.dns.zone`: the server drops a reused answer when a cache
+    change touches one of them (`discovery.dns.kubernetes.invalidation_tokens`).
     """
 
     reusable: bool = True
     dependencies: set[Hashable] = attrs.field(factory=set)
-    #: Monotonic time after which the answer must be computed afresh.
+    #: Reactor time (reactor.seconds()) after which the answer must be computed afresh.
     expires: float = math.inf
-    #: Rotate A/AAAA records between reuses (loadbalance).
-    shuffle: bool = False
+    #: When set, every TTL in the answer drops by one per whole second of age
+    #: counted from this moment (a cache entry's storage time), and the server
+    #: patches the rendered TTLs instead of asking the plugins again.
+    countdown_from: float | None = None
+    #: Called on every reuse, so that plugins' own counters (cache hits)
+    #: still count the queries the server answers for them.
+    on_reuse: tuple[Callable[[], None], ...] = ()
 
     def forbid(self) -> None:
         """This answer must be computed afresh for every query."""

@@ -76,10 +76,6 @@ class BlockRuntime:
     loadbalance: bool = False
     metrics: DNSMetrics | None = None
 
-    @property
-    def reports(self) -> bool:
-        return self.metrics is not None or self.query_log is not None
-
     def run(self, request: Request):
         """Pass the request down the chain; returns a Message or a Deferred of one."""
         plugins = self.plugins
@@ -97,38 +93,113 @@ class BlockRuntime:
         return call(0, request)
 
 
+#: Header prefixes (flags and counts, with the client's RD and CD bits) are
+#: shared by every entry with the same flags and counts: there are few.
+_PREFIXES: dict[bytes, tuple[bytes, ...]] = {}
+
+
+def _prefixes(wire: bytes) -> tuple[bytes, ...]:
+    key = wire[2:12]
+    prefixes = _PREFIXES.get(key)
+    if prefixes is None:
+        flags = struct.unpack_from("!H", wire, 2)[0] & ~(dns.flags.RD | dns.flags.CD)
+        # Indexed by (client RD) | (client CD) << 1.
+        prefixes = _PREFIXES[key] = tuple(
+            struct.pack("!H", flags | (dns.flags.RD if i & 1 else 0) | (dns.flags.CD if i & 2 else 0)) + wire[4:12]
+            for i in range(4)
+        )
+    return prefixes
+
+
+def _ttl_offsets(wire: bytes, qend: int) -> tuple[int, ...]:
+    """Offsets (from qend) of every RR's TTL, OPT excepted."""
+    offsets = []
+    count = sum(struct.unpack_from("!HHH", wire, 6))
+    i = qend
+    for _ in range(count):
+        while True:
+            length = wire[i]
+            if length & 0xC0 == 0xC0:
+                i += 2
+                break
+            i += length + 1
+            if length == 0:
+                break
+        rdtype = wire[i] << 8 | wire[i + 1]
+        if rdtype != _OPT:
+            offsets.append(i + 4 - qend)
+        i += 10 + (wire[i + 8] << 8 | wire[i + 9])
+    return tuple(offsets)
+
+
 class _Entry:
     """A rendered answer: everything but the client's ID, RD/CD bits and question."""
 
     __slots__ = (
-        "prefixes", "tails", "turn", "size", "expires", "block", "zone", "rcode", "plugin", "meters",
+        "prefixes", "tails", "turn", "size", "expires", "block", "zone", "rcode", "plugin",
+        "meter_key", "meter", "countdown", "on_reuse",
     )
 
-    def __init__(self, wire: bytes, variants: list[bytes], qend: int, expires: float, block, zone, rcode, plugin):
-        flags = struct.unpack_from("!H", wire, 2)[0] & ~(dns.flags.RD | dns.flags.CD)
-        counts = wire[4:12]
-        # Indexed by (client RD) | (client CD) << 1.
-        self.prefixes = tuple(
-            struct.pack("!H", flags | (dns.flags.RD if i & 1 else 0) | (dns.flags.CD if i & 2 else 0)) + counts
-            for i in range(4)
-        )
-        self.tails = [variant[qend:] for variant in variants]
+    def __init__(self, wire: bytes, variants: list[bytes], qend: int, policy: FastPathPolicy, now: float, block, zone, rcode, plugin):
+        self.prefixes = _prefixes(wire)
+        #: What follows the question: one bytes object, or a tuple of the
+        #: loadbalance rotations handed out in turn.
+        self.tails = wire[qend:] if len(variants) == 1 else tuple(variant[qend:] for variant in variants)
         self.turn = 0
         self.size = len(wire)
-        self.expires = expires
+        self.expires = policy.expires
         self.block = block
         self.zone = zone
         self.rcode = rcode
         self.plugin = plugin
-        #: Meters by (proto, client family, DO bit, query type).
-        self.meters: dict = {}
+        #: The Meter of the last (proto, family, DO) seen: almost always the same.
+        self.meter_key = None
+        self.meter = None
+        self.on_reuse = policy.on_reuse
+        self.countdown = None
+        if policy.countdown_from is not None:
+            origin = policy.countdown_from
+            self.countdown = _Countdown(origin, int(now - origin), _ttl_offsets(wire, qend), self.tails)
 
-    def tail(self) -> bytes:
+    def tail(self, now: float) -> bytes:
+        if self.countdown is not None:
+            self.countdown.advance(self, now)
         tails = self.tails
-        if len(tails) == 1:
-            return tails[0]
-        self.turn = (self.turn + 1) % len(tails)
-        return tails[self.turn]
+        if type(tails) is bytes:
+            return tails
+        self.turn = turn = (self.turn + 1) % len(tails)
+        return tails[turn]
+
+
+class _Countdown:
+    """TTLs that drop by one per second of age: patched once per second, not per query."""
+
+    __slots__ = ("origin", "age", "offsets", "rendered", "rendered_age")
+
+    def __init__(self, origin: float, age: int, offsets: tuple[int, ...], tails):
+        self.origin = origin
+        self.age = age
+        self.rendered_age = age
+        self.offsets = offsets
+        self.rendered = tails
+
+    def advance(self, entry: _Entry, now: float) -> None:
+        age = int(now - self.origin)
+        if age == self.age:
+            return
+        self.age = age
+        drop = age - self.rendered_age
+        if type(self.rendered) is bytes:
+            entry.tails = self._patched(self.rendered, drop)
+        else:
+            entry.tails = tuple(self._patched(rendered, drop) for rendered in self.rendered)
+
+    def _patched(self, rendered: bytes, drop: int) -> bytes:
+        tail = bytearray(rendered)
+        for offset in self.offsets:
+            ttl = struct.unpack_from("!I", rendered, offset)[0] - drop
+            struct.pack_into("!I", tail, offset, ttl if ttl > 0 else 0)
+        return bytes(tail)
 
 
 class AnswerTable:
@@ -179,9 +250,17 @@ def render(response: dns.message.Message, max_size: int) -> tuple[bytes, bool]:
 
     Truncation drops whole RRsets from the end and sets TC when an answer or
     authority RRset did not fit (RFC 2181 section 9); the OPT record is kept.
+    Additional records that did not fit are dropped without TC, but the
+    answer counts as truncated all the same: it must not be reused for a
+    client that takes more.
     """
-    wire = response.to_wire(max_size=max_size, prefer_truncation=True)
-    return wire, bool(wire[2] & 0x02)
+    # want_shuffle=False: dnspython shuffles RRsets by default; CoreDNS keeps
+    # their order (loadbalance rotates them on purpose).
+    wire = response.to_wire(max_size=max_size, prefer_truncation=True, want_shuffle=False)
+    if wire[2] & 0x02:
+        return wire, True
+    additional = sum(len(rrset) for rrset in response.additional) + (response.opt is not None)
+    return wire, (wire[10] << 8 | wire[11]) < additional
 
 
 def _question_end(data: bytes) -> int:
@@ -255,12 +334,15 @@ class DNSServer:
                     if family == socket.AF_INET6:
                         sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
                     sock.setblocking(False)
-                udp.bind((address, self.port))
-                if self.port == 0:
-                    # Port 0 (tests): TCP and every family share UDP's port.
-                    self.port = udp.getsockname()[1]
-                tcp.bind((address, self.port))
-                tcp.listen(1024)
+                try:
+                    udp.bind((address, self.port))
+                    if self.port == 0:
+                        # Port 0 (tests): TCP and every family share UDP's port.
+                        self.port = udp.getsockname()[1]
+                    tcp.bind((address, self.port))
+                    tcp.listen(1024)
+                except OSError as error:
+                    raise OSError(error.errno, f"cannot listen on {address} port {self.port}: {error.strerror}") from None
                 self._listening.append(
                     self.reactor.adoptDatagramPort(udp.fileno(), family, _UDPProtocol(self))
                 )
@@ -295,7 +377,7 @@ class DNSServer:
 
     # -- the hot path -----------------------------------------------------------
 
-    def fast_answer(self, data: bytes, max_size_udp: bool) -> tuple[bytes, _Entry, int, bool] | None:
+    def fast_answer(self, data: bytes, max_size_udp: bool, now: float) -> tuple[bytes, _Entry, int, bool] | None:
         """The rendered answer for a plain query, or None to take the full path.
 
         Returns (wire, entry, qend, dnssec_ok). max_size_udp: apply the
@@ -335,7 +417,7 @@ class DNSServer:
         entry = self.table.entries.get(
             data[12:name_end].lower() + data[name_end:qend] + _STATE_BYTES[state | (data[3] & 0x10) >> 2]
         )
-        if entry is None or entry.expires <= self.reactor.seconds():
+        if entry is None or entry.expires <= now:
             return None
         if max_size_udp and entry.size > limit:
             return None
@@ -343,7 +425,7 @@ class DNSServer:
             data[:2]
             + entry.prefixes[(data[2] & 1) | (data[3] >> 3 & 2)]
             + data[12:qend]
-            + entry.tail()
+            + entry.tail(now)
         )
         return wire, entry, qend, dnssec_ok
 
@@ -458,30 +540,33 @@ class DNSServer:
         qend = _question_end(data)
         if qend < 0 or qend != 12 + len(request.qname.to_wire()) + 4 or wire[12:qend].lower() != data[12:qend].lower():
             return
-        rendered = [wire] + [v.to_wire(max_size=65535) for v in (variants or [])[1:]]
+        rendered = [wire] + [v.to_wire(max_size=65535, want_shuffle=False) for v in (variants or [])[1:]]
         if any(len(r) != len(wire) for r in rendered):
             rendered = [wire]
         state = (1 if request.edns else 0) | (2 if request.dnssec_ok else 0) | (data[3] & 0x10) >> 2
         name_end = qend - 5
         key = data[12:name_end].lower() + data[name_end:qend] + _STATE_BYTES[state]
-        entry = _Entry(wire, rendered, qend, policy.expires, block, request.zone, rcode, request.plugin)
+        entry = _Entry(wire, rendered, qend, policy, self.reactor.seconds(), block, request.zone, rcode, request.plugin)
         self.table.put(key, entry, policy.dependencies)
 
     def record_fast(self, entry: _Entry, proto: str, client: tuple, query: bytes, wire: bytes, qend: int, dnssec_ok: bool, started: float) -> None:
         """Metrics and the query log for an answer from the table."""
+        for count in entry.on_reuse:
+            count()
         block = entry.block
+        if block.metrics is None and block.query_log is None:
+            return
         duration = self.reactor.seconds() - started
         if block.metrics is not None:
-            family = "2" if ":" in client[0] and not client[0].startswith("::ffff:") else "1"
-            # The entry fixes zone, type, rcode and plugin; these vary by client.
-            key = (proto, family, dnssec_ok)
-            meter = entry.meters.get(key)
-            if meter is None:
-                meter = entry.meters[key] = block.metrics.meter(
-                    block.server, entry.zone, proto, family, query[qend - 4] << 8 | query[qend - 3],
+            host = client[0]
+            key = (proto, ":" in host and not host.startswith("::ffff:"), dnssec_ok)
+            if key != entry.meter_key:
+                entry.meter_key = key
+                entry.meter = block.metrics.meter(
+                    block.server, entry.zone, proto, "2" if key[1] else "1", query[qend - 4] << 8 | query[qend - 3],
                     dnssec_ok, dns.rcode.to_text(entry.rcode), entry.plugin,
                 )
-            meter.record(len(query), len(wire), duration)
+            entry.meter.record(len(query), len(wire), duration)
         if block.query_log is not None:
             block.query_log(_client_host(client[0]), client[1], proto, query, wire, entry.rcode, duration)
 
@@ -509,18 +594,33 @@ def _log_unhandled(failure: Failure) -> None:
 class _UDPProtocol(protocol.DatagramProtocol):
     def __init__(self, server: DNSServer):
         self.server = server
+        self.sendto = None
+
+    def startProtocol(self) -> None:
+        # Straight to the socket: Twisted's Port.write validates the address
+        # on every datagram, a tenth of the hot path (recvfrom gave it to us).
+        self.sendto = self.transport.socket.sendto
+
+    def send(self, wire: bytes, addr) -> None:
+        try:
+            self.sendto(wire, addr)
+        except BlockingIOError:
+            # The socket buffer is full: as if the datagram were lost; the
+            # client asks again.
+            pass
+        except OSError as error:
+            log.debug("sending to %s:%s: %s", addr[0], addr[1], error)
 
     def datagramReceived(self, data: bytes, addr) -> None:
         server = self.server
         started = server.reactor.seconds()
-        hit = server.fast_answer(data, True)
+        hit = server.fast_answer(data, True, started)
         if hit is not None:
             wire, entry, qend, dnssec_ok = hit
-            self.transport.write(wire, addr)
-            if entry.block.reports:
-                server.record_fast(entry, "udp", addr, data, wire, qend, dnssec_ok, started)
+            self.send(wire, addr)
+            server.record_fast(entry, "udp", addr, data, wire, qend, dnssec_ok, started)
             return
-        server.answer(data, addr, "udp", lambda wire: self.transport.write(wire, addr))
+        server.answer(data, addr, "udp", lambda wire: self.send(wire, addr))
 
 
 class _TCPProtocol(protocol.Protocol):
@@ -566,12 +666,11 @@ class _TCPProtocol(protocol.Protocol):
     def _answer(self, message: bytes) -> None:
         server = self.server
         started = server.reactor.seconds()
-        hit = server.fast_answer(message, False)
+        hit = server.fast_answer(message, False, started)
         if hit is not None:
             wire, entry, qend, dnssec_ok = hit
             self._send(wire)
-            if entry.block.reports:
-                server.record_fast(entry, "tcp", (self.peer.host, self.peer.port), message, wire, qend, dnssec_ok, started)
+            server.record_fast(entry, "tcp", (self.peer.host, self.peer.port), message, wire, qend, dnssec_ok, started)
             return
         server.answer(message, (self.peer.host, self.peer.port), "tcp", self._send)
 

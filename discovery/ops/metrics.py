@@ -65,7 +65,11 @@ class _Histogram:
         self.total = 0.0
 
     def observe(self, value: float) -> None:
-        self.counts[bisect.bisect_left(self.bounds, value)] += 1
+        # Most observations land in the first bucket (answers from the table).
+        if value <= self.bounds[0]:
+            self.counts[0] += 1
+        else:
+            self.counts[bisect.bisect_left(self.bounds, value)] += 1
         self.total += value
 
     def buckets(self) -> list[tuple[str, int]]:

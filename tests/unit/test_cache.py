@@ -316,17 +316,17 @@ def test_keepttl_serves_the_original_ttl():
 # --- the server's table of rendered answers ----------------------------------------------
 
 
-def test_a_miss_that_is_kept_may_be_reused_for_one_second():
-    """The rendered first answer is good until its TTL first drops, one second after storing."""
+def test_a_kept_answer_may_be_reused_until_it_goes_stale():
+    """A stored 300 s answer may be reused until 300 s of age, when it goes stale."""
     clock = task.Clock()
     clock.advance(1000.25)
     cache, request = make_cache(clock), make_request("www.example.org.")
     result(cache.serve(request, Next(A)))
-    assert request.fastpath.reusable and request.fastpath.expires == 1001.25
+    assert request.fastpath.reusable and request.fastpath.expires == 1300.25
 
 
-def test_a_hit_may_be_reused_until_the_next_whole_second_of_age():
-    """A hit 2.5 s after storing stays valid until 3 s of age, when the TTL changes."""
+def test_a_reused_answer_counts_its_ttls_down_from_the_storage_time():
+    """The server patches the TTLs itself: they drop by one per second of age since storing."""
     clock = task.Clock()
     clock.advance(1000.25)
     cache, next = make_cache(clock), Next(A)
@@ -334,7 +334,33 @@ def test_a_hit_may_be_reused_until_the_next_whole_second_of_age():
     clock.advance(2.5)
     request = make_request("www.example.org.")
     result(cache.serve(request, next))
-    assert request.fastpath.reusable and request.fastpath.expires == 1003.25
+    assert request.fastpath.countdown_from == 1000.25
+
+
+def test_keepttl_answers_are_reused_without_counting_down():
+    """keepttl: the server keeps the stored TTLs as they are."""
+    cache, request = make_cache(keepttl=True), make_request("www.example.org.")
+    result(cache.serve(request, Next(A)))
+    assert request.fastpath.reusable and request.fastpath.countdown_from is None
+
+
+def test_each_reuse_counts_as_a_cache_request_and_hit():
+    """The server calls on_reuse for every answer it reuses, so the cache's counters still count it."""
+    registry = CollectorRegistry()
+    cache, request = make_cache(registry=registry), make_request("www.example.org.")
+    result(cache.serve(request, Next(A)))
+    for count in request.fastpath.on_reuse:
+        count()
+    assert registry.get_sample_value("coredns_cache_hits_total", {"server": "dns://:53", "type": "success", "zones": ".", "view": ""}) == 1
+
+
+def test_with_prefetch_reuse_ends_where_the_prefetch_window_begins():
+    """prefetch 10% of a 100 s TTL: reuse stops at 90 s of age, when each query counts again."""
+    clock = task.Clock()
+    cache = make_cache(clock, prefetch=10)
+    request = make_request("www.example.org.")
+    result(cache.serve(request, Next("www.example.org. 100 IN A 192.0.2.1")))
+    assert request.fastpath.expires == 90
 
 
 def test_cached_servfail_is_never_reused_by_the_server():
