@@ -65,11 +65,11 @@ def build_store(services: int) -> Store:
     return store
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m tests.bench.bench_zone", description=__doc__.splitlines()[0])
     parser.add_argument("--services", type=int, default=10000)
     parser.add_argument("--calls", type=int, default=20000)
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     store = build_store(args.services)
     options = ZoneOptions(primary_zone="cluster.local.")
     print(f"answer() over {args.services} Services, best of 5 runs of {args.calls} calls")
