@@ -7,7 +7,9 @@ blocks that listen there. One HTTP listener per health/ready/metrics address.
 
 `apply()` takes a new configuration while running (the `reload` directive):
 sockets, caches and plugin instances whose configuration did not change are
-kept, so no query in flight is dropped and no cache is emptied.
+kept, so no query in flight is dropped and no cache is emptied. Everything
+the new configuration needs is made before anything running is touched; if
+a step fails, what was made is undone and the running configuration stays.
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ from .ops.metrics import DNSMetrics, new_registry
 __all__ = ["Application", "Cache"]
 
 log = logging.getLogger("wayfinder.main")
+health_log = logging.getLogger("wayfinder.health")
 
 
 @attrs.define(eq=False)
@@ -43,6 +46,8 @@ class Cache:
     config: SourceConfig
     store: Store
     source: Any
+    #: Ends the answer tables' invalidation by this Store's changes.
+    unsubscribe: Callable[[], None] = lambda: None
 
     @property
     def key(self) -> Hashable:
@@ -83,8 +88,12 @@ def local_addresses(bound: Iterable[str]) -> tuple[str, ...]:
     return tuple(found)
 
 
-class _LastSyncCollector:
-    """wayfinder_cache_last_sync_timestamp_seconds: how fresh each cache is."""
+class _AppCollector:
+    """Metrics read from the running configuration when Prometheus scrapes.
+
+    wayfinder_cache_last_sync_timestamp_seconds: how fresh each cache is;
+    coredns_plugin_enabled: 1 per directive per server block and zone.
+    """
 
     def __init__(self, app: "Application"):
         self.app = app
@@ -101,6 +110,60 @@ class _LastSyncCollector:
         for cache in list(self.app.caches.values()):
             gauge.add_metric([cache.config.describe()], cache.source.last_sync or 0.0)
         yield gauge
+        enabled = GaugeMetricFamily(
+            "coredns_plugin_enabled",
+            "A metric that indicates whether a plugin is enabled on per server and zone basis.",
+            labels=["server", "zone", "view", "name"],
+        )
+        for block in self.app.config.servers:
+            server = self.app.servers.get((block.port, block.bind))
+            host = block.bind[0] if len(block.bind) == 1 else ""
+            label = f"dns://{host}:{server.port if server is not None else block.port}"
+            for zone in block.zones:
+                for name, _ in block.plugins:
+                    enabled.add_metric([label, zone, "", name], 1)
+        yield enabled
+
+
+@attrs.define(eq=False)
+class _Assembly:
+    """What one configuration needs, made before anything running is touched.
+
+    `new_*` is what this assembly made, to be undone if a later step fails.
+    """
+
+    caches: dict[SourceConfig, Cache] = attrs.field(factory=dict)
+    new_caches: list[Cache] = attrs.field(factory=list)
+    servers: dict[tuple[int, tuple[str, ...]], DNSServer] = attrs.field(factory=dict)
+    new_servers: list[DNSServer] = attrs.field(factory=list)
+    blocks: dict[tuple[int, tuple[str, ...]], list[BlockRuntime]] = attrs.field(factory=dict)
+    runtimes: dict[Hashable, BlockRuntime] = attrs.field(factory=dict)
+    plugins: dict[Hashable, Any] = attrs.field(factory=dict)
+    #: (directive name, plugin, the block's listening address) to start once serving.
+    new_plugins: list[tuple[str, Any, tuple[str, int]]] = attrs.field(factory=list)
+    webhooks: dict[Hashable, Any] = attrs.field(factory=dict)
+    new_webhooks: list[Any] = attrs.field(factory=list)
+
+    def undo(self) -> None:
+        for webhook in self.new_webhooks:
+            webhook.stop()
+        for _, plugin, _ in self.new_plugins:
+            _stop(plugin)
+        for server in self.new_servers:
+            server.stop()
+        for cache in self.new_caches:
+            cache.unsubscribe()
+            cache.source.stop()
+
+
+def _either(key: Hashable, made: dict, running: dict) -> Any:
+    """What this assembly made for key already, else what runs for it, else None."""
+    return made[key] if key in made else running.get(key)
+
+
+def _stop(plugin) -> Deferred:
+    stop = getattr(plugin, "stop", None)
+    return defer.maybeDeferred(stop) if stop is not None else defer.succeed(None)
 
 
 class Application:
@@ -110,29 +173,33 @@ class Application:
         self.reactor = reactor
         self.registry = registry if registry is not None else new_registry()
         self.dns_metrics = DNSMetrics(self.registry)
-        self.registry.register(_LastSyncCollector(self))
+        self.registry.register(_AppCollector(self))
         self.caches: dict[SourceConfig, Cache] = {}
+        #: DNS servers by (configured port, bind addresses).
         self.servers: dict[tuple[int, tuple[str, ...]], DNSServer] = {}
         self.http = HTTPEndpoints(reactor)
         self.webhooks: dict[Hashable, Any] = {}
-        #: Plugin instances by (block file:line, zones, name, config): reused across reloads.
+        #: Plugin instances by (zones, port, bind, directive, config): reused across reloads.
         self._plugins: dict[Hashable, Any] = {}
-        self._unsubscribe: list[Callable[[], None]] = []
+        #: Server blocks by everything they are made of: reused across reloads.
+        self._runtimes: dict[Hashable, BlockRuntime] = {}
         self.stopping = False
         self.config = config
 
     # -- lifecycle ---------------------------------------------------------------
 
     def start(self) -> Deferred:
-        """Start the caches, listen, and return once every listener is bound."""
+        """Start the caches, listen, and return once every listener is bound.
+
+        Raises (with nothing left running) when a listener cannot be bound
+        or a source cannot be configured.
+        """
         log.info("Wayfinder-%s", __version__)
         self._build(self.config)
         return defer.succeed(None)
 
     def not_ready(self) -> list[str]:
         """What keeps /ready from answering 200 (empty when ready)."""
-        if self.stopping:
-            return ["lameduck"]
         return ["kubernetes" for cache in self.caches.values() if not cache.synced]
 
     def lameduck(self) -> float:
@@ -144,7 +211,7 @@ class Application:
         self.stopping = True
         delay = self.lameduck() if lameduck else 0.0
         if delay:
-            log.info("going into lameduck mode for %ss", delay)
+            health_log.info("Going into lameduck mode for %gs", delay)
         waited = task.deferLater(self.reactor, delay, lambda: None)
         waited.addCallback(lambda _: self._stop_everything())
         return waited
@@ -152,34 +219,100 @@ class Application:
     def _stop_everything(self) -> Deferred:
         stopping = [server.stop() for server in self.servers.values()]
         stopping.append(self.http.stop())
-        for plugin in self._plugins.values():
-            stop = getattr(plugin, "stop", None)
-            if stop is not None:
-                stopping.append(defer.maybeDeferred(stop))
-        for webhook in self.webhooks.values():
-            stopping.append(defer.maybeDeferred(webhook.stop))
+        stopping.extend(_stop(plugin) for plugin in self._plugins.values())
+        stopping.extend(defer.maybeDeferred(webhook.stop) for webhook in self.webhooks.values())
         for cache in self.caches.values():
+            cache.unsubscribe()
             stopping.append(defer.maybeDeferred(cache.source.stop))
-        for unsubscribe in self._unsubscribe:
-            unsubscribe()
         return defer.gatherResults(stopping, consumeErrors=True)
 
     def apply(self, config: Config) -> None:
-        """Switch to a new configuration while running (Corefile reload)."""
-        self.config = config
+        """Switch to a new configuration while running (Corefile reload).
+
+        Sockets, caches and plugin instances whose configuration did not
+        change are kept, so no query in flight is dropped and no cache is
+        emptied. Raises, with the running configuration untouched, when
+        something the new one needs cannot be made (a port in use, a
+        source without credentials, unreadable certificates).
+        """
         self._build(config)
+        self.config = config
 
     # -- assembly ----------------------------------------------------------------
 
-    def cache_for(self, source: SourceConfig) -> Cache:
-        cache = self.caches.get(source)
+    def _build(self, config: Config) -> None:
+        """Make what config needs, then swap it in; undo everything made if a step fails."""
+        assembly = _Assembly()
+        try:
+            self._prepare(config, assembly)
+            http = self._http_for(config)
+            # Last of the steps that can fail: on success it has taken over.
+            http.take_over(self.http)
+        except Exception:
+            assembly.undo()
+            raise
+        self.http = http
+        self._commit(assembly)
+        for zones in self._banner(config):
+            log.info(zones)
+
+    def _prepare(self, config: Config, assembly: _Assembly) -> None:
+        for block in config.servers:
+            key = (block.port, block.bind)
+            server = _either(key, assembly.servers, self.servers)
+            if server is None:
+                server = DNSServer(self.reactor, [], port=block.port, addresses=block.bind)
+                assembly.new_servers.append(server)
+                # Listening first: a block on port 0 learns its port, for
+                # its label and for the loop plugin's probe.
+                server.listen()
+            assembly.servers[key] = server
+            assembly.blocks.setdefault(key, []).append(self._block_runtime(block, server, assembly))
+        self._prepare_webhooks(config, assembly)
+
+    def _commit(self, assembly: _Assembly) -> None:
+        for key, server in assembly.servers.items():
+            blocks = assembly.blocks[key]
+            # The same blocks give the same answers: the server keeps its table
+            # of rendered answers, which takes a moment to fill again under load.
+            if [id(block) for block in server.blocks] != [id(block) for block in blocks]:
+                server.set_blocks(blocks)
+        retired_servers = [server for key, server in self.servers.items() if key not in assembly.servers]
+        retired_plugins = [plugin for key, plugin in self._plugins.items() if key not in assembly.plugins]
+        retired_webhooks = [webhook for key, webhook in self.webhooks.items() if key not in assembly.webhooks]
+        retired_caches = [cache for source, cache in self.caches.items() if source not in assembly.caches]
+        self.servers, self._plugins, self._runtimes = assembly.servers, assembly.plugins, assembly.runtimes
+        self.webhooks, self.caches = assembly.webhooks, assembly.caches
+        for server in retired_servers:
+            server.stop()
+        for plugin in retired_plugins:
+            # A forwarded query in flight still completes: stopping only
+            # closes idle upstream connections.
+            _stop(plugin)
+        for webhook in retired_webhooks:
+            webhook.stop()
+        for cache in retired_caches:
+            cache.unsubscribe()
+            cache.source.stop()
+        for name, plugin, address in assembly.new_plugins:
+            start = getattr(plugin, "start", None)
+            if name == "loop":
+                # The probe goes to this block's own listener.
+                start(address)
+            elif start is not None:
+                start()
+
+    def _cache_for(self, source: SourceConfig, assembly: _Assembly) -> Cache:
+        """The running cache for source, or a new one, started."""
+        cache = _either(source, assembly.caches, self.caches)
         if cache is None:
             store = Store()
             cache = Cache(source, store, _make_source(source, store, self.reactor, self.registry))
-            self.caches[source] = cache
-            self._unsubscribe.append(store.subscribe(lambda change, store=store: self._invalidate(store, change)))
+            assembly.new_caches.append(cache)
+            cache.unsubscribe = store.subscribe(lambda change, store=store: self._invalidate(store, change))
             log.info("cache: %s", source.describe())
             cache.source.start()
+        assembly.caches[source] = cache
         return cache
 
     def _invalidate(self, store: Store, change: Change) -> None:
@@ -189,95 +322,59 @@ class Application:
         for server in self.servers.values():
             server.invalidate(tokens)
 
-    def _build(self, config: Config) -> None:
-        wanted_caches = {
-            block.plugin("kubernetes").source for block in config.servers if block.plugin("kubernetes")
-        }
-        groups: dict[tuple[int, tuple[str, ...]], list[BlockRuntime]] = {}
-        plugins_in_use: dict[Hashable, Any] = {}
-        for block in config.servers:
-            runtime = self._block_runtime(block, plugins_in_use)
-            groups.setdefault((block.port, block.bind), []).append(runtime)
-        for key, runtimes in groups.items():
-            server = self.servers.get(key)
-            if server is None:
-                port, addresses = key
-                server = DNSServer(self.reactor, runtimes, port=port, addresses=addresses)
-                server.listen()
-                self.servers[key] = server
-            else:
-                server.set_blocks(runtimes)
-        for key in list(self.servers):
-            if key not in groups:
-                self.servers.pop(key).stop()
-        for key, plugin in list(self._plugins.items()):
-            if key not in plugins_in_use:
-                stop = getattr(plugin, "stop", None)
-                if stop is not None:
-                    stop()
-        self._plugins = plugins_in_use
-        for source, cache in list(self.caches.items()):
-            if source not in wanted_caches:
-                del self.caches[source]
-                cache.source.stop()
-        self._build_http(config)
-        self._build_webhooks(config)
-        for zones in self._banner(config):
-            log.info(zones)
-
     def _banner(self, config: Config) -> list[str]:
         return [f"{' '.join(block.zones)}:{block.port}" for block in config.servers]
 
-    def _block_runtime(self, block: ServerBlock, plugins_in_use: dict) -> BlockRuntime:
-        label = f"dns://{block.bind[0] if len(block.bind) == 1 else ''}:{block.port}"
-        chain = []
+    def _block_runtime(self, block: ServerBlock, server: DNSServer, assembly: _Assembly) -> BlockRuntime:
+        host = block.bind[0] if len(block.bind) == 1 else ""
+        # CoreDNS's server label: the listening address, "dns://:53".
+        label = f"dns://{host}:{server.port}"
+        address = (block.bind[0] if block.bind else "", server.port)
+        chain, keys = [], []
         for name, config in block.plugins:
             builder = _CHAIN_BUILDERS.get(name)
             if builder is None:
                 continue
-            key = (block.file, block.line, block.zones, block.port, name, config)
-            plugin = self._plugins.get(key) or plugins_in_use.get(key)
+            key = (block.zones, block.port, block.bind, name, config)
+            plugin = _either(key, assembly.plugins, self._plugins)
             if plugin is None:
-                plugin = builder(self, block, config, label)
-                start = getattr(plugin, "start", None)
-                if start is not None:
-                    start()
-            plugins_in_use[key] = plugin
+                plugin = builder(self, block, config, label, assembly)
+                assembly.new_plugins.append((name, plugin, address))
+            assembly.plugins[key] = plugin
             chain.append(plugin)
+            keys.append(key)
         log_configs = block.plugin("log")
         errors_config = block.plugin("errors")
-        return BlockRuntime(
-            zones=block.zones,
-            server=label,
-            plugins=chain,
-            query_log=QueryLog(log_configs) if log_configs else None,
-            error_log=ErrorLog(errors_config, self.reactor) if errors_config is not None else None,
-            loadbalance=block.plugin("loadbalance") is not None,
-            metrics=self.dns_metrics if block.plugin("prometheus") is not None else None,
-        )
+        loadbalance = block.plugin("loadbalance") is not None
+        metrics = block.plugin("prometheus") is not None
+        key = (label, block.zones, tuple(keys), log_configs, errors_config, loadbalance, metrics)
+        runtime = _either(key, assembly.runtimes, self._runtimes)
+        if runtime is None:
+            runtime = BlockRuntime(
+                zones=block.zones,
+                server=label,
+                plugins=chain,
+                query_log=QueryLog(log_configs) if log_configs else None,
+                error_log=ErrorLog(errors_config, self.reactor) if errors_config is not None else None,
+                loadbalance=loadbalance,
+                metrics=self.dns_metrics if metrics else None,
+            )
+        assembly.runtimes[key] = runtime
+        return runtime
 
-    def _build_http(self, config: Config) -> None:
+    def _http_for(self, config: Config) -> HTTPEndpoints:
         http = HTTPEndpoints(self.reactor)
         for block in config.servers:
             health, ready, prometheus = block.plugin("health"), block.plugin("ready"), block.plugin("prometheus")
             if health is not None:
                 http.mount_health(health.address, lambda: True)
             if ready is not None:
-                http.mount_ready(ready.address, self.not_ready)
+                http.mount_ready(ready.address, self.not_ready, lambda: self.stopping)
             if prometheus is not None:
                 http.mount_metrics(prometheus.address, self.registry)
-        if set(http._roots) != set(self.http._roots):
-            self.http.stop()
-            self.http = http
-            http.start()
-        else:
-            # Same addresses: keep the listeners, swap what they serve.
-            for address, root in http._roots.items():
-                self.http._ports[address].factory.resource = root
-            self.http._roots = http._roots
+        return http
 
-    def _build_webhooks(self, config: Config) -> None:
-        wanted = {}
+    def _prepare_webhooks(self, config: Config, assembly: _Assembly) -> None:
         for block in config.servers:
             webhook = block.plugin("webhook")
             kubernetes = block.plugin("kubernetes")
@@ -285,30 +382,32 @@ class Application:
                 continue
             if kubernetes is None:
                 raise RuntimeError(f"{block.file}:{block.line}: webhook needs a kubernetes directive in the same block")
-            wanted[(webhook, kubernetes.source)] = (webhook, kubernetes.source)
-        for key in list(self.webhooks):
-            if key not in wanted:
-                self.webhooks.pop(key).stop()
-        for key, (webhook, source) in wanted.items():
-            if key not in self.webhooks:
+            key = (webhook, kubernetes.source)
+            server = _either(key, assembly.webhooks, self.webhooks)
+            if server is None:
                 from webhook.server import WebhookServer
 
-                server = WebhookServer(webhook, self.cache_for(source).store, self.reactor, registry=self.registry)
-                server.start()
-                self.webhooks[key] = server
+                store = self._cache_for(kubernetes.source, assembly).store
+                server = WebhookServer(webhook, store, self.reactor, registry=self.registry)
+                assembly.new_webhooks.append(server)
+                failures: list = []
+                server.start().addErrback(failures.append)
+                if failures:
+                    failures[0].raiseException()
+            assembly.webhooks[key] = server
 
 
-def _build_kubernetes(app: Application, block: ServerBlock, config: KubernetesConfig, label: str):
+def _build_kubernetes(app: Application, block: ServerBlock, config: KubernetesConfig, label: str, assembly):
     from .dns.kubernetes import KubernetesPlugin
 
-    cache = app.cache_for(config.source)
+    cache = app._cache_for(config.source, assembly)
     return KubernetesPlugin(
         config, cache.store, cache.source.synced, app.reactor, local_ips=local_addresses(block.bind)
     )
 
 
 def _build_with_registry(module: str, cls: str):
-    def build(app: Application, block: ServerBlock, config, label: str):
+    def build(app: Application, block: ServerBlock, config, label: str, assembly):
         import importlib
 
         plugin_class = getattr(importlib.import_module(module), cls)

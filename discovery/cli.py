@@ -12,7 +12,7 @@ import signal
 import sys
 
 from . import __version__
-from .config import DEFAULT_DNS_PORT, load, supported_directives
+from .config import DEFAULT_DNS_PORT, supported_directives
 from .corefile import CorefileError
 
 __all__ = ["main", "build_parser"]
@@ -61,8 +61,10 @@ def main(argv: list[str] | None = None) -> int:
     from .logs import configure
 
     configure(args.log_format, logging.WARNING if args.quiet else logging.INFO)
+    from .ops.reload import CorefileWatcher, load_corefile
+
     try:
-        config = load(args.conf, args.dns_port)
+        loaded = load_corefile(args.conf, args.dns_port)
     except CorefileError as error:
         log.critical("%s", error)
         return 1
@@ -71,7 +73,8 @@ def main(argv: list[str] | None = None) -> int:
 
     from .app import Application
 
-    app = Application(config, reactor)
+    app = Application(loaded.config, reactor)
+    watcher = CorefileWatcher(args.conf, args.dns_port, loaded.digest, app.apply, reactor, registry=app.registry)
     if args.pidfile:
         with open(args.pidfile, "w") as f:
             f.write(f"{os.getpid()}\n")
@@ -92,12 +95,19 @@ def main(argv: list[str] | None = None) -> int:
             failures.append(error)
             log.critical("start-up failed: %s", error)
             stop()
+            return
+        watcher.start(loaded.config)
+
+    def shutdown():
+        # No reload once stopping; the returned Deferred holds the shutdown
+        # for the lameduck period while the servers keep answering (a
+        # failed start-up skips it).
+        watcher.stop()
+        return app.shutdown(lameduck=not failures)
 
     signal.signal(signal.SIGTERM, lambda *_: reactor.callFromThread(stop))
     signal.signal(signal.SIGINT, lambda *_: reactor.callFromThread(stop))
     reactor.callWhenRunning(start)
-    # This trigger holds the shutdown for the lameduck period while the
-    # servers keep answering; a failed start-up skips it.
-    reactor.addSystemEventTrigger("before", "shutdown", lambda: app.shutdown(lameduck=not failures))
+    reactor.addSystemEventTrigger("before", "shutdown", shutdown)
     reactor.run(installSignalHandlers=False)
     return 1 if failures else 0

@@ -61,6 +61,7 @@ class PluginSpec:
 
 #: The supported directives, in the order a query passes them (plugin.cfg).
 REGISTRY: tuple[PluginSpec, ...] = (
+    PluginSpec("reload", "discovery.ops.reload:setup_reload"),
     PluginSpec("bind", "discovery.config:setup_bind", repeatable=True),
     PluginSpec("ready", "discovery.ops.endpoints:setup_ready"),
     PluginSpec("health", "discovery.ops.endpoints:setup_health"),

@@ -12,9 +12,9 @@ Defaults: health on :8080 (`/health`), ready on :8181 (`/ready`),
 prometheus on localhost:9153 (`/metrics`). Blocks that name the same address
 share one listener. `/health` answers 200 "OK" while the process runs;
 `/ready` answers 200 "OK" once every `kubernetes` cache of every block has
-synced, and 503 with the names of what is not ready otherwise (and from the
-moment the process is told to stop); `/metrics` is the Prometheus text
-format of the process's registry.
+synced, 503 with the names of what is not ready otherwise, and 503
+"Shutting down" from the moment the process is told to stop; `/metrics` is
+the Prometheus text format of the process's registry.
 """
 
 from __future__ import annotations
@@ -42,6 +42,7 @@ __all__ = [
 ]
 
 log = logging.getLogger("wayfinder.health")
+ready_log = logging.getLogger("wayfinder.ready")
 
 
 def parse_http_address(text: str, directive: Directive) -> tuple[str, int]:
@@ -137,10 +138,17 @@ class HTTPEndpoints:
     def mount_health(self, address, alive: Callable[[], bool]) -> None:
         self.mount(address, b"health", _Text(lambda: (200, "OK") if alive() else (503, "shutting down")))
 
-    def mount_ready(self, address, not_ready: Callable[[], Iterable[str]]) -> None:
+    def mount_ready(self, address, not_ready: Callable[[], Iterable[str]], stopping: Callable[[], bool]) -> None:
+        """/ready: 200 "OK", or 503 with what is not ready, comma-separated (CoreDNS's body)."""
+
         def answer():
+            if stopping():
+                return 503, "Shutting down"
             waiting = sorted(set(not_ready()))
-            return (200, "OK") if not waiting else (503, ", ".join(waiting))
+            if not waiting:
+                return 200, "OK"
+            ready_log.info("Plugins not ready: %s", ",".join(waiting))
+            return 503, ",".join(waiting)
 
         self.mount(address, b"ready", _Text(answer))
 
@@ -151,15 +159,43 @@ class HTTPEndpoints:
         """The port actually bound (for port 0 in tests)."""
         return self._ports[address].getHost().port
 
-    def start(self) -> None:
-        for address, root in self._roots.items():
-            if address in self._ports:
-                continue
-            host, port = address
-            site = server.Site(root)
-            site.noisy = False
-            self._ports[address] = self.reactor.listenTCP(port, site, interface=host or "")
-            log.info("HTTP endpoints %s on %s:%d", ", ".join("/" + p.decode() for p in root.children), host or "*", self.bound_port(address))
+    def take_over(self, previous: "HTTPEndpoints") -> None:
+        """Listen in place of `previous` (empty at start-up): its listeners on addresses still mounted serve our paths.
+
+        The new addresses are listened on first; if one cannot be, those
+        are closed again and `previous` is left serving as it was (raises
+        CannotListenError). Then the listeners on addresses no longer
+        mounted close.
+        """
+        opened = {}
+        try:
+            for address, root in self._roots.items():
+                if address not in previous._ports:
+                    opened[address] = self._listen(address, root)
+        except Exception:
+            for port in opened.values():
+                port.stopListening()
+            raise
+        kept, previous._ports = previous._ports, {}
+        for address, port in kept.items():
+            if address in self._roots:
+                # The listener stays; requests from now on see the new paths.
+                port.factory.resource = self._roots[address]
+                self._ports[address] = port
+            else:
+                port.stopListening()
+        self._ports.update(opened)
+
+    def _listen(self, address: tuple[str, int], root: resource.Resource):
+        host, port = address
+        site = server.Site(root)
+        site.noisy = False
+        listening = self.reactor.listenTCP(port, site, interface=host or "")
+        log.info(
+            "HTTP endpoints %s on %s:%d",
+            ", ".join("/" + p.decode() for p in root.children), host or "*", listening.getHost().port,
+        )
+        return listening
 
     def stop(self) -> defer.Deferred:
         ports, self._ports = self._ports, {}
