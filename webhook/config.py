@@ -71,9 +71,10 @@ class WebhookConfig:
     path: str = DEFAULT_PATH
     #: Larger bodies are answered 413 without being kept.
     max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES
-    #: Where the directive stands, for log lines and errors.
-    file: str = ""
-    line: int = 0
+    # Where the directive stands, for messages; not part of what it means, so
+    # a reload that only moves the line keeps the running instance.
+    file: str = attrs.field(default="", eq=False)
+    line: int = attrs.field(default=0, eq=False)
 
 
 def _parse_address(directive: Directive, text: str) -> tuple[str, int]:

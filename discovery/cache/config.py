@@ -104,9 +104,10 @@ class KubernetesConfig:
     fallthrough: Fallthrough = Fallthrough()
     ignore_empty_service: bool = False
     startup_timeout: float = 5.0
-    #: Where the directive stands, for log lines and errors.
-    file: str = ""
-    line: int = 0
+    # Where the directive stands, for messages; not part of what it means, so
+    # a reload that only moves the line keeps the running instance.
+    file: str = attrs.field(default="", eq=False)
+    line: int = attrs.field(default=0, eq=False)
 
     @property
     def primary_zone(self) -> str:

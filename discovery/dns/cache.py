@@ -690,10 +690,11 @@ class CachePlugin:
             # Not kept: the answer is the next plugin's, TTLs capped, and
             # reusable as long as that plugin said.
             request.fastpath = child.fastpath
-        elif item.rcode == dns.rcode.SERVFAIL or item.authenticated:
-            request.fastpath.forbid()
         else:
-            request.fastpath = self._reuse_policy(item)
+            # The answer as fetched is the next plugin's (its flags, its
+            # metrics label): the first hit, built by the cache, is the one
+            # the server may reuse.
+            request.fastpath.forbid()
         return response
 
     def _write(self, response: dns.message.Message, request: Request, key, refresh: bool):

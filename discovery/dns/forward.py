@@ -87,8 +87,10 @@ class ForwardConfig:
     failfast_all_unhealthy_upstreams: bool = False
     failover_rcodes: tuple[int, ...] = ()
     source_address: str | None = None
-    file: str = ""
-    line: int = 0
+    # Where the directive stands, for messages; not part of what it means, so
+    # a reload that only moves the line keeps the running instance.
+    file: str = attrs.field(default="", eq=False)
+    line: int = attrs.field(default=0, eq=False)
 
     def matches(self, name: str) -> bool:
         """Is the lower-cased name forwarded (under FROM, and not excepted)?"""

@@ -23,6 +23,7 @@ one log line naming the query.
 
 from __future__ import annotations
 
+import errno
 import logging
 import socket
 import struct
@@ -53,6 +54,10 @@ log = logging.getLogger("wayfinder.dns")
 MAX_LOOKUP_DEPTH = 8
 #: TCP connections idle this long are closed (CoreDNS's `timeouts` default idle).
 TCP_IDLE_TIMEOUT = 10.0
+#: Ports tried for port 0 before giving up (a free UDP port may be taken for TCP).
+_PORT_0_ATTEMPTS = 20
+#: The UDP receive buffer asked for: 4 MiB.
+UDP_RECEIVE_BUFFER = 4 << 20
 _OPT = 41
 _STATE_BYTES = tuple(bytes((i,)) for i in range(8))
 _SERVFAIL = dns.rcode.SERVFAIL
@@ -284,6 +289,21 @@ def _header_reply(data: bytes, rcode: int, question: bytes = b"") -> bytes:
     return data[:2] + struct.pack("!HHHHH", flags | dns.flags.QR | rcode, 1 if question else 0, 0, 0, 0) + question
 
 
+def _grow_receive_buffer(sock: socket.socket) -> None:
+    """Room for a burst while answers are rendered afresh (after a reload or a
+    big change): with the default ~200 KB, 2,000 queries/s overflowed it."""
+    for option in (getattr(socket, "SO_RCVBUFFORCE", None), socket.SO_RCVBUF):
+        if option is None:
+            continue
+        try:
+            # SO_RCVBUFFORCE passes net.core.rmem_max with CAP_NET_ADMIN;
+            # SO_RCVBUF is capped by it.
+            sock.setsockopt(socket.SOL_SOCKET, option, UDP_RECEIVE_BUFFER)
+            return
+        except OSError:
+            continue
+
+
 def _family_of(host: str) -> str:
     if ":" in host and not host.startswith("::ffff:"):
         return "2"
@@ -322,8 +342,27 @@ class DNSServer:
     # -- listening ------------------------------------------------------------
 
     def listen(self) -> None:
-        """Bind UDP and TCP on every address (all of them when none is configured)."""
+        """Bind UDP and TCP on every address (all of them when none is configured).
+
+        Port 0 (tests): every socket takes the port the kernel gave the first
+        UDP one; when a TCP socket finds it taken, another port is tried.
+        """
         addresses = self.addresses or self._default_addresses()
+        any_port = self.port == 0
+        for attempt in range(_PORT_0_ATTEMPTS if any_port else 1):
+            try:
+                self._bind(addresses)
+                break
+            except OSError as error:
+                for port in self._listening:
+                    port.stopListening()
+                self._listening = []
+                if not any_port or error.errno != errno.EADDRINUSE or attempt == _PORT_0_ATTEMPTS - 1:
+                    raise
+                self.port = 0
+        log.info("listening on %s port %d (udp, tcp)", ", ".join(addresses), self.port)
+
+    def _bind(self, addresses: tuple[str, ...]) -> None:
         for address in addresses:
             family = socket.AF_INET6 if ":" in address else socket.AF_INET
             udp = socket.socket(family, socket.SOCK_DGRAM)
@@ -334,6 +373,7 @@ class DNSServer:
                     if family == socket.AF_INET6:
                         sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
                     sock.setblocking(False)
+                _grow_receive_buffer(udp)
                 try:
                     udp.bind((address, self.port))
                     if self.port == 0:
@@ -353,7 +393,6 @@ class DNSServer:
                 # The reactor holds duplicates of the descriptors now.
                 udp.close()
                 tcp.close()
-        log.info("listening on %s port %d (udp, tcp)", ", ".join(addresses), self.port)
 
     @staticmethod
     def _default_addresses() -> tuple[str, ...]:

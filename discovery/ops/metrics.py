@@ -17,7 +17,7 @@ import bisect
 import platform
 from typing import Iterable
 
-from prometheus_client import CollectorRegistry, Gauge
+from prometheus_client import CollectorRegistry, Gauge, GCCollector, PlatformCollector, ProcessCollector
 from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily
 from prometheus_client.registry import Collector
 
@@ -45,6 +45,10 @@ def qtype_label(qtype: int) -> str:
 def new_registry() -> CollectorRegistry:
     """A registry with the process-wide metrics (build info) registered."""
     registry = CollectorRegistry(auto_describe=True)
+    # process_* (CPU, memory, file descriptors) as CoreDNS's dashboards read them.
+    ProcessCollector(registry=registry)
+    PlatformCollector(registry=registry)
+    GCCollector(registry=registry)
     build = Gauge(
         "coredns_build_info",
         "A metric with a constant '1' value labeled by version, revision, and goversion from which CoreDNS was built.",

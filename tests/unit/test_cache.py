@@ -316,12 +316,21 @@ def test_keepttl_serves_the_original_ttl():
 # --- the server's table of rendered answers ----------------------------------------------
 
 
-def test_a_kept_answer_may_be_reused_until_it_goes_stale():
-    """A stored 300 s answer may be reused until 300 s of age, when it goes stale."""
+def test_the_answer_as_fetched_is_not_reused():
+    """A miss is answered as the next plugin wrote it; that rendering is not the cache's to reuse."""
+    cache, request = make_cache(), make_request("www.example.org.")
+    result(cache.serve(request, Next(A)))
+    assert not request.fastpath.reusable
+
+
+def test_a_hit_may_be_reused_until_the_entry_goes_stale():
+    """A 300 s answer stored at 1000.25 may be reused until 300 s of age, when it goes stale."""
     clock = task.Clock()
     clock.advance(1000.25)
-    cache, request = make_cache(clock), make_request("www.example.org.")
-    result(cache.serve(request, Next(A)))
+    cache, next = make_cache(clock), Next(A)
+    result(cache.serve(make_request("www.example.org."), next))
+    request = make_request("www.example.org.")
+    result(cache.serve(request, next))
     assert request.fastpath.reusable and request.fastpath.expires == 1300.25
 
 
@@ -340,6 +349,7 @@ def test_a_reused_answer_counts_its_ttls_down_from_the_storage_time():
 def test_keepttl_answers_are_reused_without_counting_down():
     """keepttl: the server keeps the stored TTLs as they are."""
     cache, request = make_cache(keepttl=True), make_request("www.example.org.")
+    result(cache.serve(make_request("www.example.org."), Next(A)))
     result(cache.serve(request, Next(A)))
     assert request.fastpath.reusable and request.fastpath.countdown_from is None
 
@@ -348,10 +358,13 @@ def test_each_reuse_counts_as_a_cache_request_and_hit():
     """The server calls on_reuse for every answer it reuses, so the cache's counters still count it."""
     registry = CollectorRegistry()
     cache, request = make_cache(registry=registry), make_request("www.example.org.")
+    result(cache.serve(make_request("www.example.org."), Next(A)))
     result(cache.serve(request, Next(A)))
+    labels = {"server": "dns://:53", "type": "success", "zones": ".", "view": ""}
+    before = registry.get_sample_value("coredns_cache_hits_total", labels)
     for count in request.fastpath.on_reuse:
         count()
-    assert registry.get_sample_value("coredns_cache_hits_total", {"server": "dns://:53", "type": "success", "zones": ".", "view": ""}) == 1
+    assert registry.get_sample_value("coredns_cache_hits_total", labels) == before + 1
 
 
 def test_with_prefetch_reuse_ends_where_the_prefetch_window_begins():
@@ -359,7 +372,9 @@ def test_with_prefetch_reuse_ends_where_the_prefetch_window_begins():
     clock = task.Clock()
     cache = make_cache(clock, prefetch=10)
     request = make_request("www.example.org.")
-    result(cache.serve(request, Next("www.example.org. 100 IN A 192.0.2.1")))
+    next = Next("www.example.org. 100 IN A 192.0.2.1")
+    result(cache.serve(make_request("www.example.org."), next))
+    result(cache.serve(request, next))
     assert request.fastpath.expires == 90
 
 
