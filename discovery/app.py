@@ -116,6 +116,8 @@ class _AppCollector:
             labels=["server", "zone", "view", "name"],
         )
         for block in self.app.config.servers:
+            if block.transport != "dns":
+                continue
             server = self.app.servers.get((block.port, block.bind))
             host = block.bind[0] if len(block.bind) == 1 else ""
             label = f"dns://{host}:{server.port if server is not None else block.port}"
@@ -258,6 +260,9 @@ class Application:
 
     def _prepare(self, config: Config, assembly: _Assembly) -> None:
         for block in config.servers:
+            if block.transport != "dns":
+                # webhook://: no DNS listener; its webhook is prepared below.
+                continue
             key = (block.port, block.bind)
             server = _either(key, assembly.servers, self.servers)
             if server is None:
@@ -323,7 +328,10 @@ class Application:
             server.invalidate(tokens)
 
     def _banner(self, config: Config) -> list[str]:
-        return [f"{' '.join(block.zones)}:{block.port}" for block in config.servers]
+        return [
+            f"{' '.join(block.zones)}:{block.port}" if block.transport == "dns" else f"webhook://{' '.join(block.zones)}"
+            for block in config.servers
+        ]
 
     def _block_runtime(self, block: ServerBlock, server: DNSServer, assembly: _Assembly) -> BlockRuntime:
         host = block.bind[0] if len(block.bind) == 1 else ""

@@ -32,6 +32,10 @@ __all__ = [
 ]
 
 DEFAULT_DNS_PORT = 53
+#: Server block transports: CoreDNS's plain DNS, and Wayfinder's webhook-only blocks.
+TRANSPORTS = ("dns", "webhook")
+#: What a webhook:// block may hold: the webhook, its cache, and the operator's endpoints.
+WEBHOOK_BLOCK_DIRECTIVES = frozenset({"kubernetes", "webhook", "health", "ready", "prometheus", "reload"})
 
 
 @attrs.frozen
@@ -92,6 +96,9 @@ class ServerBlock:
     line: int
     #: (directive name, config) in REGISTRY order.
     plugins: tuple[tuple[str, Any], ...] = ()
+    #: "dns", or "webhook" for a block that serves the admission webhook
+    #: alone, with no DNS listener (a Wayfinder addition: `webhook://ZONE`).
+    transport: str = "dns"
 
     def plugin(self, name: str) -> Any:
         """The config of a directive in this block, or None."""
@@ -126,13 +133,24 @@ def setup_bind(directive: Directive, ctx: SetupContext) -> tuple[str, ...]:
     return tuple(addresses)
 
 
-def _parse_key(key: str, default_port: int, block: ServerBlockSource) -> list[tuple[str, int]]:
-    """A server block key ([dns://]ZONE[:PORT] or a CIDR) -> [(zone, port)]."""
+def _parse_key(key: str, default_port: int, block: ServerBlockSource) -> tuple[str, list[tuple[str, int]]]:
+    """A server block key ([dns://]ZONE[:PORT], a CIDR, or webhook://ZONE) -> (transport, [(zone, port)])."""
     text = key
+    transport = "dns"
     if "://" in text:
         scheme, _, text = text.partition("://")
-        if scheme.lower() != "dns":
-            raise block.error(f"server block key {key!r}: transport {scheme}:// is not supported (only dns://)")
+        transport = scheme.lower()
+        if transport not in TRANSPORTS:
+            raise block.error(
+                f"server block key {key!r}: transport {scheme}:// is not supported (only dns:// and webhook://)"
+            )
+    if transport == "webhook":
+        if ":" in text or "/" in text or not text:
+            raise block.error(
+                f"server block key {key!r}: a webhook:// block takes a zone only; "
+                "the webhook's address is the webhook directive's"
+            )
+        return transport, [(normalize_zone(text), 0)]
     host, port = text, default_port
     # A reverse zone's port follows its prefix length, after an IPv6 CIDR's
     # own colons: "fd00::/64:1053" (plugin.SplitHostPort reads the last colon).
@@ -155,7 +173,7 @@ def _parse_key(key: str, default_port: int, block: ServerBlockSource) -> list[tu
         if not host:
             raise block.error(f"server block key {key!r}: the zone is empty")
         zones = (normalize_zone(host),)
-    return [(zone, port) for zone in zones]
+    return transport, [(zone, port) for zone in zones]
 
 
 def _block_configs(block: ServerBlockSource, ctx: SetupContext) -> tuple[tuple[str, Any], ...]:
@@ -187,23 +205,46 @@ def assemble(blocks: list[ServerBlockSource], file: str, dns_port: int = DEFAULT
     if not blocks:
         raise CorefileError(file, 0, "no server blocks: expected at least one, like '.:53 { ... }'")
     servers = []
-    seen: dict[tuple[str, int], ServerBlockSource] = {}
+    seen: dict[tuple[str, int, str], ServerBlockSource] = {}
     for block in blocks:
         by_port: dict[int, list[str]] = {}
+        transports = set()
         for key in block.keys:
-            for zone, port in _parse_key(key, dns_port, block):
-                if (zone, port) in seen:
-                    first = seen[(zone, port)]
+            transport, zones = _parse_key(key, dns_port, block)
+            transports.add(transport)
+            for zone, port in zones:
+                if (zone, port, transport) in seen:
+                    first = seen[(zone, port, transport)]
+                    where = "in a webhook:// block" if transport == "webhook" else f"on port {port}"
                     raise block.error(
-                        f"zone {zone} on port {port} is already served by the block at {first.file}:{first.line}"
+                        f"zone {zone} {where} is already served by the block at {first.file}:{first.line}"
                     )
-                seen[(zone, port)] = block
+                seen[(zone, port, transport)] = block
                 by_port.setdefault(port, []).append(zone)
+        if len(transports) > 1:
+            raise block.error("a server block's keys must share one transport (dns:// or webhook://)")
+        (transport,) = transports
+        if transport == "webhook":
+            _check_webhook_block(block)
         all_zones = tuple(zone for zones in by_port.values() for zone in zones)
         plugins = _block_configs(block, SetupContext(all_zones, block.file, block.line))
         for port, zones in by_port.items():
-            servers.append(ServerBlock(tuple(zones), port, block.file, block.line, plugins))
+            servers.append(ServerBlock(tuple(zones), port, block.file, block.line, plugins, transport))
     return Config(tuple(servers), file)
+
+
+def _check_webhook_block(block: ServerBlockSource) -> None:
+    """A webhook:// block listens for AdmissionReviews only: no DNS directives."""
+    names = {directive.name for directive in block.directives}
+    for directive in block.directives:
+        if directive.name not in WEBHOOK_BLOCK_DIRECTIVES:
+            raise directive.error(
+                f"{directive.name}: answers DNS, and a webhook:// block has no DNS listener "
+                f"(allowed here: {', '.join(sorted(WEBHOOK_BLOCK_DIRECTIVES))})"
+            )
+    for needed in ("webhook", "kubernetes"):
+        if needed not in names:
+            raise block.error(f"a webhook:// block needs a {needed} directive")
 
 
 def load(path: str, dns_port: int = DEFAULT_DNS_PORT, environ: Mapping[str, str] | None = None) -> Config:

@@ -313,3 +313,30 @@ def test_sigterm_reports_not_ready_at_once_answers_through_lameduck_then_exits_0
     yield child.wait_for(rf"Going into lameduck mode for {LAMEDUCK_SECONDS}s")
     code = yield child.ended
     assert code == 0, child.log
+
+
+# --- webhook:// blocks ---------------------------------------------------------------------
+
+
+@pytest_twisted.inlineCallbacks
+def test_a_webhook_block_serves_the_webhook_and_no_dns(tmp_path):
+    """A webhook:// block opens the webhook and the endpoints, and no DNS listener at all."""
+    text = (
+        "webhook://cluster.local {\n"
+        "    ready 127.0.0.1:0\n"
+        "    kubernetes {\n"
+        f"        manifests {manifests_folder(tmp_path / 'manifests')}\n"
+        "    }\n"
+        "    webhook 127.0.0.1:0 {\n"
+        "        tls auto\n"
+        "    }\n"
+        "}\n"
+    )
+    app = Application(load_text(text, str(tmp_path / "Corefile")), reactor)
+    app.start()
+    try:
+        assert app.servers == {}
+        (webhook,) = app.webhooks.values()
+        assert webhook.port > 0
+    finally:
+        yield app.shutdown(lameduck=False)

@@ -90,7 +90,7 @@ def test_blocks_of_several_ports_share_their_plugin_configs():
 @pytest.mark.parametrize(
     "text, line, message",
     [
-        pytest.param("tls://.:853 {\n}\n", 1, "transport tls:// is not supported (only dns://)", id="tls"),
+        pytest.param("tls://.:853 {\n}\n", 1, "transport tls:// is not supported (only dns:// and webhook://)", id="tls"),
         pytest.param("https://.:443 {\n}\n", 1, "transport https:// is not supported", id="https"),
         pytest.param("grpc://.:443 {\n}\n", 1, "transport grpc:// is not supported", id="grpc"),
         pytest.param("quic://.:853 {\n}\n", 1, "transport quic:// is not supported", id="quic"),
@@ -280,3 +280,69 @@ def test_setup_context_is_frozen():
     context = SetupContext((".",), "Corefile", 1)
     with pytest.raises(attrs.exceptions.FrozenInstanceError):
         context.zones = ()
+
+
+# --- webhook:// blocks (Wayfinder's addition) -------------------------------------------
+
+WEBHOOK_BLOCK = """\
+webhook://cluster.local {
+    kubernetes {
+        manifests /tmp
+    }
+    webhook :8443 {
+        tls auto
+    }
+    ready
+}
+"""
+
+
+def test_a_webhook_block_has_the_webhook_transport():
+    """webhook://ZONE makes a block that serves the webhook and opens no DNS listener."""
+    (server,) = load_text(WEBHOOK_BLOCK).servers
+    assert (server.transport, server.zones) == ("webhook", ("cluster.local.",))
+
+
+def test_ordinary_blocks_have_the_dns_transport():
+    """Keys without a scheme, or with dns://, are DNS server blocks."""
+    assert [s.transport for s in load_text(".:53 {\n}\ndns://example.org:53 {\n}\n").servers] == ["dns", "dns"]
+
+
+def test_a_webhook_block_zone_defaults_the_kubernetes_zones():
+    """As in any block, a kubernetes directive without zones takes the block's."""
+    (server,) = load_text(WEBHOOK_BLOCK).servers
+    assert server.plugin("kubernetes").zones == ("cluster.local.",)
+
+
+@pytest.mark.parametrize(
+    "directive, line",
+    [("forward . 127.0.0.1", 2), ("cache 30", 2), ("log", 2), ("bind 127.0.0.1", 2)],
+    ids=["forward", "cache", "log", "bind"],
+)
+def test_a_webhook_block_refuses_directives_that_answer_dns(directive, line):
+    """DNS directives in a webhook:// block stop start-up at their line: nothing would ever run them."""
+    text = WEBHOOK_BLOCK.replace("{\n", "{\n    " + directive + "\n", 1)
+    error = load_error(text)
+    assert error.line == line and "no DNS listener" in error.message
+
+
+@pytest.mark.parametrize("missing", ["webhook", "kubernetes"])
+def test_a_webhook_block_needs_a_webhook_and_its_cache(missing):
+    """Without a webhook, or without the kubernetes cache that feeds it, the block is an error."""
+    lines = WEBHOOK_BLOCK.splitlines(keepends=True)
+    start = next(i for i, l in enumerate(lines) if i > 0 and l.strip().startswith(missing))
+    end = next(i for i in range(start, len(lines)) if lines[i].strip() == "}")
+    error = load_error("".join(lines[:start] + lines[end + 1:]))
+    assert f"needs a {missing} directive" in error.message
+
+
+@pytest.mark.parametrize("key", ["webhook://cluster.local:8443", "webhook://10.0.0.0/8", "webhook://"])
+def test_a_webhook_key_takes_a_zone_only(key):
+    """The webhook's address belongs to the webhook directive, not to the key."""
+    assert "takes a zone only" in load_error(WEBHOOK_BLOCK.replace("webhook://cluster.local", key)).message
+
+
+def test_a_block_cannot_mix_transports():
+    """One block's keys are all DNS or all webhook."""
+    text = WEBHOOK_BLOCK.replace("webhook://cluster.local", "webhook://cluster.local example.org:53")
+    assert "one transport" in load_error(text).message
