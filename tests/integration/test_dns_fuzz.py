@@ -1,0 +1,277 @@
+"""Fuzzing the wire edge: whatever arrives, the server never crashes and answers sanely.
+
+Packets are random bytes, valid queries with a random header, or valid
+queries mutated byte by byte (flipped, overwritten, cut, inserted, removed).
+For each, the reply must be:
+
+* none at all, only when the header cannot be read (fewer than 12 bytes) or
+  the packet is a response (QR set): never answer those (no loops);
+* otherwise exactly one message that dnspython parses, with the packet's ID
+  and QR set: FORMERR, NOTIMP or BADVERS, or an answer to its question
+  (never SERVFAIL: no plugin here fails).
+
+The packet entry points are called directly for speed (and each answer
+from the table of rendered answers is checked against the full path's),
+a TCP connection is fed arbitrary byte streams, and a live `python -m
+discovery` gets packets over UDP and TCP, answering a probe after each one.
+"""
+
+from __future__ import annotations
+
+import struct
+import textwrap
+
+import dns.flags
+import dns.message
+import dns.opcode
+import dns.rcode
+import dns.reversename
+import pytest
+import pytest_twisted
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from twisted.internet import address, defer, reactor
+from twisted.internet.testing import StringTransport
+
+import discovery.dns.server as server_module
+from discovery.app import Application
+from discovery.config import load
+from tests.integration.dnsserver import EXAMPLES, CLIProcess, exchange_raw, within
+
+#: The demo cluster without a `.` block: a name outside the zones is REFUSED,
+#: and an ExternalName's outside target finds no answer (so only the CNAME).
+COREFILE = textwrap.dedent(f"""\
+    cluster.local:0 in-addr.arpa:0 ip6.arpa:0 {{
+        bind 127.0.0.1
+        kubernetes cluster.local in-addr.arpa ip6.arpa {{
+            manifests {EXAMPLES}
+            pods verified
+        }}
+    }}
+    """)
+
+#: Replies that say "I will not answer that" rather than answering it.
+REFUSALS = {dns.rcode.FORMERR, dns.rcode.NOTIMP, dns.rcode.BADVERS}
+
+QUESTIONS = [
+    ("frontend-svc.default.svc.cluster.local.", "A"),
+    ("FrontEnd-Svc.Default.SVC.cluster.local.", "AAAA"),
+    ("echo.default.svc.cluster.local.", "AAAA"),
+    ("_http._tcp.frontend-svc.default.svc.cluster.local.", "SRV"),
+    ("web.default.svc.cluster.local.", "SRV"),
+    ("web-0.web.default.svc.cluster.local.", "A"),
+    ("my-service.prod.svc.cluster.local.", "A"),
+    ("my-service.prod.svc.cluster.local.", "CNAME"),
+    ("10-244-1-12.default.pod.cluster.local.", "A"),
+    (dns.reversename.from_address("10.96.120.34").to_text(), "PTR"),
+    (dns.reversename.from_address("fd00:10:96::5a1c").to_text(), "PTR"),
+    ("dns-version.cluster.local.", "TXT"),
+    ("cluster.local.", "SOA"),
+    ("cluster.local.", "NS"),
+    ("cluster.local.", "AXFR"),
+    ("nothing.default.svc.cluster.local.", "MX"),
+    ("www.example.org.", "A"),
+]
+EDNS = [dict(use_edns=False), dict(use_edns=0), dict(use_edns=0, payload=4096, want_dnssec=True), dict(use_edns=1)]
+
+
+def seed_packets() -> list[bytes]:
+    """Valid queries: every question with every EDNS form, RD and CD on or off."""
+    seeds = []
+    for i, (name, rdtype) in enumerate(QUESTIONS):
+        for j, edns in enumerate(EDNS):
+            query = dns.message.make_query(name, rdtype, id=i * 16 + j, **edns)
+            if j % 2:
+                query.flags |= dns.flags.CD
+            if i % 3 == 0:
+                query.flags &= ~dns.flags.RD
+            seeds.append(query.to_wire())
+    return seeds
+
+
+SEEDS = seed_packets()
+
+
+@st.composite
+def mutated_packets(draw) -> bytes:
+    """A seed query with a few bytes flipped, overwritten, cut off, inserted or removed."""
+    wire = bytearray(draw(st.sampled_from(SEEDS)))
+    for _ in range(draw(st.integers(1, 4))):
+        operation = draw(st.sampled_from(["flip", "set", "cut", "insert", "remove"]))
+        at = draw(st.integers(0, max(len(wire) - 1, 0)))
+        if operation == "flip" and wire:
+            wire[at] ^= 1 << draw(st.integers(0, 7))
+        elif operation == "set" and wire:
+            wire[at] = draw(st.integers(0, 255))
+        elif operation == "cut":
+            del wire[at:]
+        elif operation == "insert":
+            wire[at:at] = draw(st.binary(min_size=1, max_size=8))
+        elif operation == "remove":
+            del wire[at : at + draw(st.integers(1, 8))]
+    return bytes(wire)
+
+
+def odd_headers() -> st.SearchStrategy[bytes]:
+    """A seed query's question and records behind 12 random header bytes."""
+    return st.tuples(st.binary(min_size=12, max_size=12), st.sampled_from(SEEDS)).map(
+        lambda parts: parts[0] + parts[1][12:]
+    )
+
+
+def opcodes_and_flags() -> st.SearchStrategy[bytes]:
+    """A seed query with its ID kept and random flags (opcodes, QR, Z, AD, rcode bits)."""
+    return st.tuples(st.integers(0, 0xFFFF), st.sampled_from(SEEDS)).map(
+        lambda parts: parts[1][:2] + struct.pack("!H", parts[0]) + parts[1][4:]
+    )
+
+
+PACKETS = st.one_of(st.binary(max_size=600), mutated_packets(), odd_headers(), opcodes_and_flags())
+
+
+def readable(packet: bytes) -> bool:
+    """A header that can be read, of a message that is not a response."""
+    return len(packet) >= 12 and not packet[2] & 0x80
+
+
+def check_replies(packet: bytes, replies: list[bytes]) -> None:
+    """The contract of the module docstring, for one packet and what came back."""
+    if not readable(packet):
+        assert replies == [], f"a reply to an unreadable packet or a response: {packet!r}"
+        return
+    assert len(replies) == 1, f"{len(replies)} replies to {packet!r}"
+    (reply,) = replies
+    response = dns.message.from_wire(reply)
+    assert response.id == struct.unpack("!H", packet[:2])[0]
+    assert response.flags & dns.flags.QR
+    assert response.opcode() == (packet[2] >> 3) & 0xF
+    rcode = response.rcode()
+    if rcode in REFUSALS:
+        return
+    assert rcode != dns.rcode.SERVFAIL, f"SERVFAIL for {packet!r}"
+    query = dns.message.from_wire(packet)
+    assert response.question == query.question
+
+
+# --- the packet entry points, called directly -----------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    """An Application serving the demo cluster in this process; its DNSServer."""
+    folder = tmp_path_factory.mktemp("fuzz")
+    (folder / "Corefile").write_text(COREFILE)
+    app = Application(load(str(folder / "Corefile")), reactor)
+    pytest_twisted.blockon(app.start())
+    pytest_twisted.blockon(within(defer.gatherResults([c.source.synced for c in app.caches.values()])))
+    (dns_server,) = app.servers.values()
+    yield dns_server
+    pytest_twisted.blockon(within(app.shutdown(lameduck=False)))
+
+
+CLIENT = ("127.0.0.1", 5300)
+
+
+def full_path(server, packet: bytes, proto: str) -> list[bytes]:
+    sent: list[bytes] = []
+    server.answer(packet, CLIENT, proto, sent.append)
+    return sent
+
+
+def comparable(wire: bytes) -> tuple:
+    message = dns.message.from_wire(wire)
+    return (message, message.edns, message.ednsflags, message.payload, message.rcode())
+
+
+def check_both_paths(server, proto: str, packet: bytes) -> None:
+    """The full path answers per the contract; an answer from the table equals the full path's."""
+    replies = full_path(server, packet, proto)
+    check_replies(packet, replies)
+    hit = server.fast_answer(packet, proto == "udp", reactor.seconds())
+    if hit is not None:
+        assert readable(packet)
+        assert comparable(hit[0]) == comparable(replies[0])
+
+
+# pytest-twisted runs each example in the reactor's greenlet; it cannot wrap
+# a parametrized @given test twice, hence one test per transport.
+DIRECT = settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+
+@DIRECT
+@given(packet=PACKETS)
+def test_every_udp_packet_gets_a_sane_reply_or_none(server, packet):
+    """Over UDP (the client's size applies), any packet gets a reply per the contract, or none."""
+    check_both_paths(server, "udp", packet)
+
+
+@DIRECT
+@given(packet=PACKETS)
+def test_every_tcp_message_gets_a_sane_reply_or_none(server, packet):
+    """Over TCP (no size limit), any message gets a reply per the contract, or none."""
+    check_both_paths(server, "tcp", packet)
+
+
+def frames_in(data: bytes) -> list[bytes]:
+    frames = []
+    while data:
+        (length,) = struct.unpack("!H", data[:2])
+        frames.append(data[2 : 2 + length])
+        data = data[2 + length :]
+    return frames
+
+
+@settings(max_examples=200, deadline=None)
+@given(stream=st.lists(st.one_of(st.binary(max_size=64), PACKETS.map(lambda p: struct.pack("!H", len(p)) + p)),
+                       max_size=6),
+       cuts=st.lists(st.integers(1, 64), max_size=6))
+def test_any_byte_stream_on_tcp_gets_only_whole_framed_replies(server, stream, cuts):
+    """Arbitrary bytes on a connection, in arbitrary segments: every reply is a whole, parseable frame."""
+    protocol = server_module._TCPFactory(server).buildProtocol(None)
+    transport = StringTransport(peerAddress=address.IPv4Address("TCP", "127.0.0.1", 40000))
+    protocol.makeConnection(transport)
+    data = b"".join(stream)
+    at = 0
+    for cut in cuts + [len(data)]:
+        protocol.dataReceived(data[at : at + cut])
+        at += cut
+    protocol.connectionLost(None)
+    for frame in frames_in(transport.value()):
+        response = dns.message.from_wire(frame)
+        assert response.flags & dns.flags.QR
+
+
+# --- a live server over real sockets ----------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def live(tmp_path_factory):
+    """`python -m discovery` serving the demo cluster; (process, port)."""
+    folder = tmp_path_factory.mktemp("fuzz-live")
+    (folder / "Corefile").write_text(COREFILE)
+    with CLIProcess(["-conf", str(folder / "Corefile")], cwd=folder) as process:
+        port = process.port()
+        process.answers(port)
+        yield process, port
+        assert process.process.poll() is None, process.output
+        errors = [line for line in process.lines if "[ERROR]" in line or "[FATAL]" in line or "Traceback" in line]
+        assert errors == []
+
+
+LIVE = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+
+@LIVE
+@given(packet=PACKETS)
+def test_a_live_server_answers_every_udp_packet_sanely_and_keeps_answering(live, packet):
+    """Over real UDP: the contract holds for each packet, and a probe sent after it is answered."""
+    process, port = live
+    check_replies(packet, exchange_raw(packet, "127.0.0.1", port, "udp"))
+
+
+@LIVE
+@given(packet=PACKETS)
+def test_a_live_server_answers_every_tcp_message_sanely_and_keeps_answering(live, packet):
+    """Over a real TCP connection: the contract holds for each message, and a probe after it is answered."""
+    process, port = live
+    check_replies(packet, exchange_raw(packet, "127.0.0.1", port, "tcp"))

@@ -1,0 +1,626 @@
+"""The DNS wire edge, end to end: listeners, EDNS, truncation, TCP framing and the error ladder.
+
+A real Application on 127.0.0.1 serves a small cluster written as manifests;
+dnspython (and raw sockets where the bytes themselves are the point) ask it.
+The expectations come from the RFCs: 1035 (header, TCP length prefix),
+6891 (EDNS0, BADVERS), 2181 section 9 (TC), 7766 (several queries per TCP
+connection) and 4343 (case).
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import socket
+import struct
+import textwrap
+
+import dns.edns
+import dns.flags
+import dns.message
+import dns.name
+import dns.opcode
+import dns.query
+import dns.rcode
+import dns.rdatatype
+import dns.rrset
+import pytest
+import pytest_twisted
+from twisted.internet import address, reactor, threads
+from twisted.internet.task import Clock
+from twisted.internet.testing import StringTransport
+
+import discovery.dns.server as server_module
+from discovery.dns.server import BlockRuntime, DNSServer
+from tests.integration.dnsserver import (  # noqa: F401 (dns_server is a fixture)
+    TIMEOUT,
+    addresses,
+    dns_server,
+    free_port,
+    ipv6_loopback,
+    rdata_texts,
+    read_frame,
+    within,
+)
+
+FRONTEND = "frontend.default.svc.cluster.local."
+FRONTEND_IP = "10.96.7.7"
+#: Headless Services with this many ready endpoints: answers of about 1,660
+#: bytes (more than 512 and 1232, less than 4096), of about 380 bytes, and
+#: an SRV answer that fits 512 bytes while its glue does not.
+BIG, MEDIUM, GLUED = 100, 20, 6
+
+
+def endpoint_ips(count: int, third: int) -> list[str]:
+    return [f"10.1.{third}.{i + 1}" for i in range(count)]
+
+
+def headless(name: str, ips: list[str]) -> str:
+    endpoints = "".join(f"  - addresses: [{ip}]\n" for ip in ips)
+    return textwrap.dedent(f"""\
+        apiVersion: v1
+        kind: Service
+        metadata: {{name: {name}, namespace: default}}
+        spec:
+          clusterIP: None
+          ports: [{{name: http, port: 80, protocol: TCP}}]
+        ---
+        apiVersion: discovery.k8s.io/v1
+        kind: EndpointSlice
+        metadata:
+          name: {name}-abcde
+          namespace: default
+          labels: {{kubernetes.io/service-name: {name}}}
+        addressType: IPv4
+        ports: [{{name: http, port: 80, protocol: TCP}}]
+        endpoints:
+        """) + endpoints
+
+
+CLUSTER = textwrap.dedent(f"""\
+    apiVersion: v1
+    kind: Service
+    metadata: {{name: frontend, namespace: default}}
+    spec:
+      clusterIP: {FRONTEND_IP}
+      ports: [{{name: http, port: 80, protocol: TCP}}]
+    ---
+    """) + headless("big", endpoint_ips(BIG, 1)) + "---\n" + headless("medium", endpoint_ips(MEDIUM, 2)) + "---\n" + headless("glued", endpoint_ips(GLUED, 3))
+
+
+def kubernetes_block(port: int = 0, bind: str = "127.0.0.1", zone: str = "cluster.local") -> str:
+    return textwrap.dedent(f"""\
+        {zone}:{port} {{
+            bind {bind}
+            kubernetes {{
+                manifests cluster
+            }}
+        }}
+        """)
+
+
+@pytest.fixture
+def cluster_folder(tmp_path):
+    folder = tmp_path / "cluster"
+    folder.mkdir()
+    (folder / "cluster.yaml").write_text(CLUSTER)
+    return folder
+
+
+@pytest.fixture
+def serve(dns_server, cluster_folder):
+    """start(corefile=one kubernetes block on 127.0.0.1) -> RunningServer."""
+
+    async def start(corefile: str | None = None):
+        return await dns_server(corefile or kubernetes_block())
+
+    return start
+
+
+def header(qid: int, flags: int, qdcount: int = 1, ancount: int = 0, nscount: int = 0, arcount: int = 0) -> bytes:
+    return struct.pack("!HHHHHH", qid, flags, qdcount, ancount, nscount, arcount)
+
+
+def question(name: str, rdtype: int = 1, rdclass: int = 1) -> bytes:
+    return dns.name.from_text(name).to_wire() + struct.pack("!HH", rdtype, rdclass)
+
+
+def parse(wire: bytes) -> dns.message.Message:
+    return dns.message.from_wire(wire)
+
+
+# --- listeners ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("proto", ["udp", "tcp"])
+@pytest_twisted.ensureDeferred
+async def test_a_block_answers_on_its_address_and_port(serve, proto):
+    """The block's bind address and port answer a Service's A record over UDP and over TCP."""
+    server = await serve()
+    response = await server.query(FRONTEND, "A", proto)
+    assert response.rcode() == dns.rcode.NOERROR
+    assert addresses(response) == [FRONTEND_IP]
+
+
+@pytest_twisted.ensureDeferred
+async def test_each_server_block_listens_on_its_own_port(dns_server, cluster_folder, tmp_path):
+    """Two blocks on two ports: each port answers its own block's zone and refuses the other's."""
+    (tmp_path / "hosts").write_text("192.0.2.1 www.example.test\n")
+    hosts_port = free_port()
+    server = await dns_server(kubernetes_block() + textwrap.dedent(f"""\
+        example.test:{hosts_port} {{
+            bind 127.0.0.1
+            hosts {tmp_path / "hosts"}
+        }}
+        """))
+    kubernetes_port = server.app.servers[(0, ("127.0.0.1",))].port
+    www = dns.message.make_query("www.example.test.", "A")
+    frontend = dns.message.make_query(FRONTEND, "A")
+    assert addresses(await server.send(www, port=hosts_port)) == ["192.0.2.1"]
+    assert addresses(await server.send(frontend, port=kubernetes_port)) == [FRONTEND_IP]
+    assert (await server.send(frontend, port=hosts_port)).rcode() == dns.rcode.REFUSED
+    assert (await server.send(www, port=kubernetes_port)).rcode() == dns.rcode.REFUSED
+
+
+@pytest_twisted.ensureDeferred
+async def test_blocks_on_one_port_share_its_listener(dns_server, cluster_folder, tmp_path):
+    """Two blocks on the same port: one listener answers each zone from its own block."""
+    (tmp_path / "hosts").write_text("192.0.2.1 www.example.test\n")
+    server = await dns_server(kubernetes_block() + textwrap.dedent(f"""\
+        example.test:0 {{
+            bind 127.0.0.1
+            hosts {tmp_path / "hosts"}
+        }}
+        """))
+    assert addresses(await server.query("www.example.test.")) == ["192.0.2.1"]
+    assert addresses(await server.query(FRONTEND)) == [FRONTEND_IP]
+
+
+@pytest.mark.skipif(not ipv6_loopback(), reason="this host has no IPv6 loopback address (::1)")
+@pytest.mark.parametrize("proto", ["udp", "tcp"])
+@pytest_twisted.ensureDeferred
+async def test_a_block_bound_to_both_families_answers_on_each(serve, proto):
+    """`bind 127.0.0.1 ::1`: the same port answers over IPv4 and over IPv6."""
+    server = await serve(kubernetes_block(bind="127.0.0.1 ::1"))
+    query = dns.message.make_query(FRONTEND, "A")
+    assert addresses(await server.send(query, proto, host="127.0.0.1")) == [FRONTEND_IP]
+    assert addresses(await server.send(query, proto, host="::1")) == [FRONTEND_IP]
+
+
+@pytest.mark.skipif(not ipv6_loopback(), reason="this host has no IPv6 loopback address (::1)")
+@pytest_twisted.ensureDeferred
+async def test_a_block_bound_to_ipv6_only_is_not_on_ipv4(serve):
+    """`bind ::1` listens on ::1 alone: 127.0.0.1 refuses the TCP connection."""
+    server = await serve(kubernetes_block(bind="::1"))
+    assert addresses(await server.send(dns.message.make_query(FRONTEND, "A"), "tcp", host="::1")) == [FRONTEND_IP]
+    with pytest.raises(ConnectionRefusedError):
+        await server.send(dns.message.make_query(FRONTEND, "A"), "tcp", host="127.0.0.1")
+
+
+# --- EDNS0 (RFC 6891) -------------------------------------------------------------
+
+
+@pytest.mark.parametrize("proto", ["udp", "tcp"])
+@pytest_twisted.ensureDeferred
+async def test_an_edns_query_gets_an_opt_record_back(serve, proto):
+    """A version 0 OPT gets a version 0 OPT back, offering 1232 bytes (the 2020 DNS flag day size)."""
+    server = await serve()
+    response = await server.query(FRONTEND, "A", proto, use_edns=0, payload=4096)
+    assert response.edns == 0
+    assert response.payload == 1232
+    assert addresses(response) == [FRONTEND_IP]
+
+
+@pytest_twisted.ensureDeferred
+async def test_the_do_bit_is_echoed(serve):
+    """A query with DO set gets DO back in the OPT record (RFC 3225), from the table too."""
+    server = await serve()
+    for _ in range(2):
+        response = await server.query(FRONTEND, "A", use_edns=0, want_dnssec=True)
+        assert response.ednsflags & dns.flags.DO
+
+
+@pytest.mark.parametrize("proto", ["udp", "tcp"])
+@pytest_twisted.ensureDeferred
+async def test_a_query_without_edns_gets_no_opt_record(serve, proto):
+    """No OPT in the query, none in the response (RFC 6891 section 7)."""
+    server = await serve()
+    response = await server.query(FRONTEND, "A", proto, use_edns=False)
+    assert response.edns == -1
+    assert addresses(response) == [FRONTEND_IP]
+
+
+@pytest.mark.parametrize("proto", ["udp", "tcp"])
+@pytest_twisted.ensureDeferred
+async def test_an_unknown_edns_version_gets_badvers(serve, proto):
+    """EDNS version 1 gets BADVERS with a version 0 OPT and no answer (RFC 6891 section 6.1.3)."""
+    server = await serve()
+    query = dns.message.make_query(FRONTEND, "A", use_edns=1)
+    response = await server.send(query, proto)
+    assert response.rcode() == dns.rcode.BADVERS
+    assert response.edns == 0
+    assert response.id == query.id and response.question == query.question
+    assert not response.answer
+
+
+@pytest_twisted.ensureDeferred
+async def test_an_answer_within_the_clients_udp_size_comes_whole(serve):
+    """A 4096-byte EDNS client gets all 100 records of a 1,660-byte answer, without TC."""
+    server = await serve()
+    response = await server.query("big.default.svc.cluster.local.", "A", use_edns=0, payload=4096)
+    assert not response.flags & dns.flags.TC
+    assert addresses(response) == sorted(endpoint_ips(BIG, 1))
+
+
+@pytest.mark.parametrize("edns, limit", [(dict(use_edns=0, payload=1232), 1232), (dict(use_edns=False), 512)])
+@pytest_twisted.ensureDeferred
+async def test_an_answer_bigger_than_the_clients_udp_size_is_truncated(serve, edns, limit):
+    """The answer is cut to the client's size (512 without EDNS) with TC set (RFC 2181 section 9)."""
+    server = await serve()
+    query = dns.message.make_query("big.default.svc.cluster.local.", "A", **edns)
+    wire = await server.raw(query.to_wire())
+    (reply,) = wire
+    response = parse(reply)
+    assert len(reply) <= limit
+    assert response.flags & dns.flags.TC
+    assert response.id == query.id and response.question == query.question
+
+
+@pytest_twisted.ensureDeferred
+async def test_an_edns_size_below_512_counts_as_512(serve):
+    """A client offering 200 bytes still gets a 380-byte answer whole (RFC 6891 section 6.2.5)."""
+    server = await serve()
+    response = await server.query("medium.default.svc.cluster.local.", "A", use_edns=0, payload=200)
+    assert not response.flags & dns.flags.TC
+    assert len(addresses(response)) == MEDIUM
+
+
+@pytest.mark.parametrize("first, then, limit", [
+    (dict(use_edns=False), dict(use_edns=False), 512),
+    (dict(use_edns=0, payload=4096), dict(use_edns=0, payload=1232), 1232),
+], ids=["tcp-then-udp-without-edns", "4096-then-1232"])
+@pytest_twisted.ensureDeferred
+async def test_an_answer_rendered_for_a_larger_client_is_cut_for_a_smaller_one(serve, first, then, limit):
+    """An answer kept for reuse after a large client still honours the next client's smaller size."""
+    server = await serve()
+    name = "big.default.svc.cluster.local."
+    whole = await server.query(name, "A", "tcp" if "payload" not in first else "udp", **first)
+    assert len(addresses(whole)) == BIG
+    (reply,) = await server.raw(dns.message.make_query(name, "A", **then).to_wire())
+    assert len(reply) <= limit
+    assert parse(reply).flags & dns.flags.TC
+
+
+@pytest_twisted.ensureDeferred
+async def test_tcp_carries_the_whole_answer_without_edns(serve):
+    """Over TCP the size limit is the message's own (65535): all 100 records, no TC."""
+    server = await serve()
+    response = await server.query("big.default.svc.cluster.local.", "A", "tcp", use_edns=False)
+    assert not response.flags & dns.flags.TC
+    assert len(addresses(response)) == BIG
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_truncated_answer_is_retried_over_tcp_by_the_client(serve):
+    """dnspython's UDP-with-fallback sees TC, asks again over TCP and gets every record."""
+    server = await serve()
+    query = dns.message.make_query("big.default.svc.cluster.local.", "A")
+    response, used_tcp = await within(threads.deferToThread(
+        dns.query.udp_with_fallback, query, server.host, timeout=TIMEOUT, port=server.port,
+    ))
+    assert used_tcp
+    assert len(addresses(response)) == BIG
+
+
+@pytest_twisted.ensureDeferred
+async def test_glue_cut_for_a_small_udp_client_is_not_reused_over_tcp(serve):
+    """An SRV answer whose additional records did not fit 512 bytes does not stand in for TCP's whole answer."""
+    server = await serve()
+    name = "glued.default.svc.cluster.local."
+    small = await server.query(name, "SRV", use_edns=False)
+    assert len(rdata_texts(small, "SRV")) == GLUED
+    assert len(rdata_texts(small, "A", "additional")) < GLUED
+    whole = await server.query(name, "SRV", "tcp", use_edns=False)
+    assert rdata_texts(whole, "A", "additional") == sorted(endpoint_ips(GLUED, 3))
+
+
+# --- TCP (RFC 1035 section 4.2.2, RFC 7766) ----------------------------------------------------
+
+
+def tcp_exchange(host: str, port: int, frames: list[bytes], replies: int) -> list[bytes]:
+    """Write frames in one go on a fresh connection; read that many length-prefixed replies."""
+    with socket.create_connection((host, port), timeout=TIMEOUT) as sock:
+        sock.sendall(b"".join(frames))
+        return [read_frame(sock) for _ in range(replies)]
+
+
+def framed(wire: bytes) -> bytes:
+    return struct.pack("!H", len(wire)) + wire
+
+
+@pytest_twisted.ensureDeferred
+async def test_tcp_messages_carry_a_two_byte_length_prefix(serve):
+    """A length-prefixed query gets one length-prefixed reply whose prefix is its exact size."""
+    server = await serve()
+    query = dns.message.make_query(FRONTEND, "A", id=4242)
+    (reply,) = await threads.deferToThread(tcp_exchange, server.host, server.port, [framed(query.to_wire())], 1)
+    response = parse(reply)
+    assert response.id == 4242
+    assert addresses(response) == [FRONTEND_IP]
+
+
+@pytest_twisted.ensureDeferred
+async def test_several_queries_on_one_connection_are_all_answered_in_order(serve):
+    """Three queries written back to back on one connection get three replies, in their order."""
+    server = await serve()
+    queries = [
+        dns.message.make_query(FRONTEND, "A", id=1),
+        dns.message.make_query("big.default.svc.cluster.local.", "A", id=2),
+        dns.message.make_query("nothing.default.svc.cluster.local.", "A", id=3),
+    ]
+    replies = await threads.deferToThread(
+        tcp_exchange, server.host, server.port, [framed(q.to_wire()) for q in queries], 3
+    )
+    responses = [parse(reply) for reply in replies]
+    assert [r.id for r in responses] == [1, 2, 3]
+    assert addresses(responses[0]) == [FRONTEND_IP]
+    assert len(addresses(responses[1])) == BIG
+    assert responses[2].rcode() == dns.rcode.NXDOMAIN
+
+
+def idle_closes(host: str, port: int) -> bytes:
+    """Connect, ask once, then wait for the server to hang up; what came after the reply."""
+    with socket.create_connection((host, port), timeout=TIMEOUT) as sock:
+        sock.sendall(framed(dns.message.make_query(FRONTEND, "A").to_wire()))
+        read_frame(sock)
+        return sock.recv(1)
+
+
+@pytest_twisted.ensureDeferred
+async def test_an_idle_tcp_connection_is_closed_by_the_server(serve, monkeypatch):
+    """A connection with no query for the idle timeout is closed from the server's side."""
+    monkeypatch.setattr(server_module, "TCP_IDLE_TIMEOUT", 0.2)
+    server = await serve()
+    assert await within(threads.deferToThread(idle_closes, server.host, server.port)) == b""
+
+
+class FixedAnswer:
+    """A plugin answering every question with one A record."""
+
+    name = "fixed"
+
+    def serve(self, request, next):
+        response = request.reply()
+        response.answer.append(dns.rrset.from_text(request.qname, 5, "IN", "A", "192.0.2.7"))
+        return response
+
+
+class Raising:
+    """A plugin with a bug."""
+
+    name = "raising"
+
+    def serve(self, request, next):
+        raise ZeroDivisionError("a bug")
+
+
+def tcp_connection(clock: Clock):
+    """A TCP protocol of a server on a fake clock, connected to an in-memory transport."""
+    server = DNSServer(clock, [BlockRuntime(zones=(".",), server="dns://:53", plugins=[FixedAnswer()])], port=0)
+    protocol = server_module._TCPFactory(server).buildProtocol(None)
+    transport = StringTransport(peerAddress=address.IPv4Address("TCP", "127.0.0.1", 40000))
+    protocol.makeConnection(transport)
+    return protocol, transport
+
+
+def test_activity_keeps_a_tcp_connection_open_and_silence_closes_it():
+    """Each query restarts the idle timer; the connection closes only after a full timeout of silence."""
+    clock = Clock()
+    protocol, transport = tcp_connection(clock)
+    timeout = server_module.TCP_IDLE_TIMEOUT
+    for _ in range(3):
+        clock.advance(timeout * 0.9)
+        protocol.dataReceived(framed(dns.message.make_query("a.example.", "A").to_wire()))
+        assert not transport.disconnecting
+    clock.advance(timeout * 0.9)
+    assert not transport.disconnecting
+    clock.advance(timeout * 0.2)
+    assert transport.disconnecting
+
+
+def replies_in(data: bytes) -> list[dns.message.Message]:
+    messages = []
+    while data:
+        (length,) = struct.unpack("!H", data[:2])
+        messages.append(parse(data[2 : 2 + length]))
+        data = data[2 + length :]
+    return messages
+
+
+def test_a_query_split_across_segments_is_answered_once_complete():
+    """A frame arriving a byte at a time is answered once, when its last byte arrives."""
+    protocol, transport = tcp_connection(Clock())
+    frame = framed(dns.message.make_query("a.example.", "A", id=77).to_wire())
+    for i in range(len(frame) - 1):
+        protocol.dataReceived(frame[i : i + 1])
+    assert transport.value() == b""
+    protocol.dataReceived(frame[-1:])
+    (response,) = replies_in(transport.value())
+    assert response.id == 77
+
+
+def test_two_queries_in_one_segment_are_both_answered():
+    """Two frames in one segment, the second split off into the next, get two replies in order."""
+    protocol, transport = tcp_connection(Clock())
+    frames = b"".join(framed(dns.message.make_query("a.example.", "A", id=i).to_wire()) for i in (1, 2, 3))
+    protocol.dataReceived(frames[:-5])
+    protocol.dataReceived(frames[-5:])
+    assert [r.id for r in replies_in(transport.value())] == [1, 2, 3]
+
+
+# --- the error ladder ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("opcode", [dns.opcode.IQUERY, dns.opcode.STATUS, dns.opcode.NOTIFY, dns.opcode.UPDATE])
+@pytest.mark.parametrize("proto", ["udp", "tcp"])
+@pytest_twisted.ensureDeferred
+async def test_an_opcode_other_than_query_gets_notimp(serve, opcode, proto):
+    """Only QUERY is implemented: other opcodes get NOTIMP with the client's ID and opcode (RFC 1035 4.1.1)."""
+    server = await serve()
+    packet = header(555, dns.opcode.to_flags(opcode)) + question(FRONTEND)
+    (reply,) = await server.raw(packet, proto)
+    (qid, flags) = struct.unpack("!HH", reply[:4])
+    assert qid == 555
+    assert flags & dns.flags.QR
+    assert dns.opcode.from_flags(flags) == opcode
+    assert flags & 0xF == dns.rcode.NOTIMP
+
+
+@pytest.mark.parametrize("packet", [
+    header(9, 0, qdcount=0),
+    header(9, 0, qdcount=2) + question(FRONTEND) + question("big.default.svc.cluster.local."),
+], ids=["no-question", "two-questions"])
+@pytest.mark.parametrize("proto", ["udp", "tcp"])
+@pytest_twisted.ensureDeferred
+async def test_anything_but_one_question_gets_formerr(serve, packet, proto):
+    """A query with zero or two questions gets FORMERR with its ID."""
+    server = await serve()
+    (reply,) = await server.raw(packet, proto)
+    response = parse(reply)
+    assert response.id == 9
+    assert response.rcode() == dns.rcode.FORMERR
+
+
+@pytest.mark.parametrize("packet", [
+    header(10, 0) + b"\x08frontend\x07def",
+    header(10, 0) + question(FRONTEND) + b"trailing garbage",
+    header(10, 0, arcount=1) + question(FRONTEND),
+], ids=["name-runs-past-the-end", "trailing-bytes", "missing-additional-record"])
+@pytest_twisted.ensureDeferred
+async def test_a_query_that_does_not_parse_gets_formerr(serve, packet):
+    """A readable header with a body that does not parse gets FORMERR with the client's ID."""
+    server = await serve()
+    (reply,) = await server.raw(packet)
+    (qid, flags) = struct.unpack("!HH", reply[:4])
+    assert qid == 10
+    assert flags & dns.flags.QR
+    assert flags & 0xF == dns.rcode.FORMERR
+    parse(reply)
+
+
+@pytest.mark.parametrize("packet", [
+    b"\x12\x34\x01\x00\x00\x01",
+    header(11, dns.flags.QR) + question(FRONTEND),
+], ids=["shorter-than-a-header", "a-response"])
+@pytest.mark.parametrize("proto", ["udp", "tcp"])
+@pytest_twisted.ensureDeferred
+async def test_a_packet_without_a_readable_query_header_is_dropped(serve, packet, proto):
+    """Fewer than 12 bytes, or a response (QR set), gets no reply at all, and the server answers on."""
+    server = await serve()
+    assert await server.raw(packet, proto) == []
+    assert addresses(await server.query(FRONTEND, "A", proto)) == [FRONTEND_IP]
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_name_outside_every_block_is_refused(serve):
+    """No block serves example.org.: REFUSED, as CoreDNS answers."""
+    server = await serve()
+    response = await server.query("www.example.org.", "A")
+    assert response.rcode() == dns.rcode.REFUSED
+    assert not response.answer
+
+
+@pytest.mark.parametrize("proto", ["udp", "tcp"])
+@pytest_twisted.ensureDeferred
+async def test_a_bug_while_answering_gets_servfail_and_one_log_line(caplog, proto):
+    """A plugin that raises gets the client SERVFAIL and one error line naming the query."""
+    server = DNSServer(reactor, [BlockRuntime(zones=(".",), server="dns://:0", plugins=[Raising()])],
+                       port=0, addresses=("127.0.0.1",))
+    server.listen()
+    try:
+        query = dns.message.make_query("broken.example.", "AAAA")
+        with caplog.at_level(logging.ERROR, logger="wayfinder"):
+            exchange = dns.query.udp if proto == "udp" else dns.query.tcp
+            response = await within(threads.deferToThread(exchange, query, "127.0.0.1", timeout=TIMEOUT,
+                                                          port=server.port))
+        assert response.rcode() == dns.rcode.SERVFAIL
+        assert response.id == query.id and response.question == query.question
+        lines = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
+        assert len(lines) == 1
+        assert "broken.example." in lines[0] and "AAAA" in lines[0] and "a bug" in lines[0]
+    finally:
+        await server.stop()
+
+
+# --- case (RFC 4343) -----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("proto", ["udp", "tcp"])
+@pytest_twisted.ensureDeferred
+async def test_the_qname_keeps_its_case_in_the_answer(serve, proto):
+    """Each client's own spelling comes back in the question and the owner names, reused answers too."""
+    server = await serve()
+    for spelling in ("frontend.default.svc.cluster.local.", "FrontEnd.DEFAULT.svc.Cluster.Local.",
+                     "fRoNtEnD.dEfAuLt.SvC.cLuStEr.LoCaL."):
+        response = await server.query(spelling, "A", proto)
+        assert response.question[0].name.to_text() == spelling
+        assert [rrset.name.to_text() for rrset in response.answer] == [spelling]
+        assert addresses(response) == [FRONTEND_IP]
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_negative_answer_keeps_the_clients_case_in_its_soa(serve):
+    """NXDOMAIN's SOA owner is the zone as this client wrote it, even when the answer is reused."""
+    server = await serve()
+    for zone in ("cluster.local.", "CLUSTER.Local."):
+        response = await server.query(f"missing.default.svc.{zone}", "A")
+        assert response.rcode() == dns.rcode.NXDOMAIN
+        assert [rrset.name.to_text() for rrset in response.authority] == [zone]
+
+
+@pytest.mark.parametrize("flags", [0, dns.flags.RD, dns.flags.CD, dns.flags.RD | dns.flags.CD], ids=["none", "rd", "cd", "rd-cd"])
+@pytest_twisted.ensureDeferred
+async def test_the_rd_and_cd_bits_are_copied_from_each_query(serve, flags):
+    """RD and CD come back as each client set them, whoever asked the same question before (RFC 1035, 4035)."""
+    server = await serve()
+    for others in (dns.flags.RD | dns.flags.CD, 0):
+        await server.send(dns.message.make_query(FRONTEND, "A", flags=others))
+    response = await server.send(dns.message.make_query(FRONTEND, "A", flags=flags))
+    assert response.flags & (dns.flags.RD | dns.flags.CD) == flags
+    assert addresses(response) == [FRONTEND_IP]
+
+
+# --- the log and loadbalance directives at the wire ----------------------------------------------
+
+
+@pytest_twisted.ensureDeferred
+async def test_every_query_gets_a_log_line_in_coredns_common_format(dns_server, cluster_folder, caplog):
+    """`log`: one line per query, `{remote}:{port} - {>id} "{type} {class} {name} {proto} {size} {>do} {>bufsize}" {rcode} {>rflags} {rsize} {duration}`, reused answers too."""
+    server = await dns_server(kubernetes_block().replace("    kubernetes {", "    log\n    kubernetes {"))
+    caplog.set_level(logging.INFO, logger="wayfinder.querylog")
+    queries = [dns.message.make_query(FRONTEND, "A", id=qid, use_edns=False) for qid in (301, 302)]
+    sizes = []
+    for query in queries:
+        (reply,) = await server.raw(query.to_wire())
+        sizes.append((len(query.to_wire()), len(reply)))
+    lines = [r.getMessage() for r in caplog.records if r.name == "wayfinder.querylog"]
+    assert len(lines) == 2
+    for line, query, (size, rsize) in zip(lines, queries, sizes):
+        pattern = (
+            rf'^127\.0\.0\.1:\d+ - {query.id} "A IN {re.escape(FRONTEND)} udp {size} false 512" '
+            rf"NOERROR qr,aa,rd {rsize} \d+(\.\d+)?s$"
+        )
+        assert re.match(pattern, line), line
+
+
+@pytest_twisted.ensureDeferred
+async def test_loadbalance_rotates_the_addresses_between_answers(dns_server, cluster_folder):
+    """`loadbalance`: successive answers for a headless Service lead with different addresses, same set."""
+    server = await dns_server(kubernetes_block().replace("    kubernetes {", "    loadbalance\n    kubernetes {"))
+    name = "medium.default.svc.cluster.local."
+    leaders = set()
+    for _ in range(4):
+        response = await server.query(name, "A", "tcp")
+        assert addresses(response) == sorted(endpoint_ips(MEDIUM, 2))
+        leaders.add(response.answer[0][0].to_text())
+    assert len(leaders) > 1
