@@ -688,15 +688,18 @@ class _TCPProtocol(protocol.Protocol):
             self.idle = self.server.reactor.callLater(TCP_IDLE_TIMEOUT, self.transport.loseConnection)
 
     def dataReceived(self, data: bytes) -> None:
-        self.buffer += data
+        buffer = self.buffer + data if self.buffer else data
         self._touch()
-        while len(self.buffer) >= 2:
-            length = self.buffer[0] << 8 | self.buffer[1]
-            if len(self.buffer) < 2 + length:
+        # Frames are read by offset and the rest kept once, so that a segment
+        # carrying many pipelined queries costs linear time.
+        offset, size = 0, len(buffer)
+        while size - offset >= 2:
+            end = offset + 2 + (buffer[offset] << 8 | buffer[offset + 1])
+            if end > size:
                 break
-            message = self.buffer[2 : 2 + length]
-            self.buffer = self.buffer[2 + length :]
-            self._answer(message)
+            self._answer(buffer[offset + 2 : end])
+            offset = end
+        self.buffer = buffer[offset:]
 
     def _send(self, wire: bytes) -> None:
         if self.transport is not None and self.transport.connected:

@@ -13,8 +13,10 @@ decides whether the question is ours, resolves ExternalName targets outside
 the zone (`Answer.chase`) and turns the Answer into a response.
 
 Names the client wrote keep their case (as CoreDNS's ``state.QName()``):
-owner names are the question name as given, and the zone part of every name
-we make (SRV and NS targets, the SOA) is the zone as the client wrote it.
+owner names are the question name as given. Names we make (SRV and NS
+targets, the SOA) are lower case, as CoreDNS builds them from its configured
+zone; this also keeps an answer rendered for one client right for the next,
+who may spell the question differently (the server reuses renderings).
 Everything else compares lower-cased, as DNS requires.
 
 Every Answer lists the Store facts it was computed from (`dependencies`), so
@@ -233,7 +235,7 @@ def answer(
     cut = len(labels) - 1 - zone_size
     if cut < 0 or not qname.is_absolute():
         raise ValueError(f"{qname} is not within the zone {zone}")
-    q = _Query(store, options, labels[cut:])
+    q = _Query(store, options, tuple(label.lower() for label in labels[cut:]))
     base = [label.lower().decode("latin-1") for label in labels[:cut]]
     reverse = _is_reverse(labels)
 
@@ -278,7 +280,7 @@ def nodata(qname: dns.name.Name, store: Store, options: ZoneOptions, zone: str) 
     """The NOERROR, empty-answer response for a name in zone, with its SOA."""
     zone_size = 0 if zone == "." else zone.count(".")
     labels = qname.labels
-    q = _Query(store, options, labels[len(labels) - 1 - zone_size:])
+    q = _Query(store, options, tuple(label.lower() for label in labels[len(labels) - 1 - zone_size:]))
     return _negative(q, _NOERROR)
 
 
