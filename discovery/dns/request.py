@@ -55,9 +55,10 @@ class FastPathPolicy:
     #: counted from this moment (a cache entry's storage time), and the server
     #: patches the rendered TTLs instead of asking the plugins again.
     countdown_from: float | None = None
-    #: Called on every reuse, so that plugins' own counters (cache hits)
-    #: still count the queries the server answers for them.
-    on_reuse: tuple[Callable[[], None], ...] = ()
+    #: Called with the number of reuses since the last call (within a second
+    #: of them), so that plugins' own counters (cache hits) still count the
+    #: queries the server answers for them: a Counter's ``inc`` fits.
+    on_reuse: tuple[Callable[[int], None], ...] = ()
 
     def forbid(self) -> None:
         """This answer must be computed afresh for every query."""

@@ -37,7 +37,7 @@ import dns.name
 import dns.opcode
 import dns.rcode
 import dns.rdatatype
-from twisted.internet import defer, protocol
+from twisted.internet import defer, protocol, task
 from twisted.internet.defer import Deferred
 from twisted.python.failure import Failure
 
@@ -56,6 +56,8 @@ MAX_LOOKUP_DEPTH = 8
 TCP_IDLE_TIMEOUT = 10.0
 #: Ports tried for port 0 before giving up (a free UDP port may be taken for TCP).
 _PORT_0_ATTEMPTS = 20
+#: Seconds between reports of reused answers to their plugins' counters.
+REUSE_REPORT_INTERVAL = 1.0
 #: The UDP receive buffer asked for: 4 MiB.
 UDP_RECEIVE_BUFFER = 4 << 20
 _OPT = 41
@@ -142,7 +144,7 @@ class _Entry:
 
     __slots__ = (
         "prefixes", "tails", "turn", "size", "expires", "block", "zone", "rcode", "plugin",
-        "meter_key", "meter", "countdown", "on_reuse",
+        "meter_key", "meter", "countdown", "on_reuse", "reuses",
     )
 
     def __init__(self, wire: bytes, variants: list[bytes], qend: int, policy: FastPathPolicy, now: float, block, zone, rcode, plugin):
@@ -161,6 +163,8 @@ class _Entry:
         self.meter_key = None
         self.meter = None
         self.on_reuse = policy.on_reuse
+        #: Reuses not yet reported to on_reuse (see DNSServer.report_reuses).
+        self.reuses = 0
         self.countdown = None
         if policy.countdown_from is not None:
             origin = policy.countdown_from
@@ -325,6 +329,10 @@ class DNSServer:
         self.table = AnswerTable(table_capacity)
         self._listening: list = []
         self._tcp_connections: set = set()
+        self._unreported: list[_Entry] = []
+        # Reuses reach the plugins' counters within a second.
+        self._reporter = task.LoopingCall(self.report_reuses)
+        self._reporter.clock = reactor
         self.set_blocks(blocks)
 
     # -- configuration ------------------------------------------------------
@@ -348,6 +356,8 @@ class DNSServer:
         UDP one; when a TCP socket finds it taken, another port is tried.
         """
         addresses = self.addresses or self._default_addresses()
+        if not self._reporter.running:
+            self._reporter.start(REUSE_REPORT_INTERVAL, now=False)
         any_port = self.port == 0
         for attempt in range(_PORT_0_ATTEMPTS if any_port else 1):
             try:
@@ -406,8 +416,19 @@ class DNSServer:
                 pass
         return ("0.0.0.0",)
 
+    def report_reuses(self) -> None:
+        """Tell plugins how often their answers were reused since the last report."""
+        unreported, self._unreported = self._unreported, []
+        for entry in unreported:
+            count, entry.reuses = entry.reuses, 0
+            for report in entry.on_reuse:
+                report(count)
+
     def stop(self) -> Deferred:
         """Stop listening and close TCP connections."""
+        if self._reporter.running:
+            self._reporter.stop()
+        self.report_reuses()
         stopping = [defer.maybeDeferred(port.stopListening) for port in self._listening]
         self._listening = []
         for connection in list(self._tcp_connections):
@@ -590,8 +611,12 @@ class DNSServer:
 
     def record_fast(self, entry: _Entry, proto: str, client: tuple, query: bytes, wire: bytes, qend: int, dnssec_ok: bool, started: float) -> None:
         """Metrics and the query log for an answer from the table."""
-        for count in entry.on_reuse:
-            count()
+        if entry.on_reuse:
+            # Counted here, reported in batches: a prometheus_client update
+            # per hit cost a third of a hit.
+            entry.reuses += 1
+            if entry.reuses == 1:
+                self._unreported.append(entry)
         block = entry.block
         if block.metrics is None and block.query_log is None:
             return

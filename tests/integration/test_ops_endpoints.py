@@ -272,6 +272,28 @@ def test_cache_and_forward_metrics_move_with_outside_queries(run, tmp_path):
     assert moved("coredns_dns_responses_total", server=server, zone=".", rcode="NOERROR") == 2
 
 
+@pytest_twisted.inlineCallbacks
+def test_answers_reused_from_the_table_still_count_as_cache_hits(run, tmp_path):
+    """Queries the server answers from its table for the cache reach coredns_cache_hits_total within a second."""
+    upstream = FakeUpstream(reactor, lambda query, proto: answer(query, f"{query.question[0].name} 30 IN A 192.0.2.1"))
+    upstream.start()
+    try:
+        running = run(corefile(
+            f"manifests {manifests_folder(tmp_path / 'manifests')}",
+            extra=("cache 30", f"forward . 127.0.0.1:{upstream.port}"),
+        ))
+        cache = dict(server=f"dns://127.0.0.1:{running.dns[1]}", zones=".", view="")
+        before = yield running.metrics()
+        for _ in range(5):
+            yield running.ask("www.example.test.")
+        expected = before.value("coredns_cache_hits_total", type="success", **cache) + 4
+        yield poll_until(
+            reactor, running.metrics, lambda scrape: scrape.value("coredns_cache_hits_total", type="success", **cache) == expected
+        )
+    finally:
+        yield upstream.stop()
+
+
 # --- lameduck ---------------------------------------------------------------------------------------
 
 LAMEDUCK_SECONDS = 3

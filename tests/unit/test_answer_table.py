@@ -184,17 +184,21 @@ def test_counted_down_ttls_stop_at_zero():
     assert harness.ask(query()).answer[0].ttl == 0
 
 
-def test_each_reuse_calls_the_plugins_reuse_hooks():
-    """on_reuse runs once per answer served from the table (a cache's hit counter)."""
-    hits = []
+def test_reuses_are_reported_to_the_plugins_hooks_in_batches():
+    """on_reuse hears how many times an answer was served from the table since the last report."""
+    reports = []
 
     def cached(request):
-        request.fastpath = FastPathPolicy(on_reuse=(lambda: hits.append(1),))
+        request.fastpath = FastPathPolicy(on_reuse=(reports.append,))
 
     harness = Harness(Counting(policy=cached))
     for _ in range(3):
         harness.ask(query())
-    assert len(hits) == 2
+    harness.server.report_reuses()
+    harness.ask(query())
+    harness.server.report_reuses()
+    harness.server.report_reuses()
+    assert reports == [2, 1]
 
 
 def test_an_answer_too_big_for_the_client_is_truncated_on_the_full_path():

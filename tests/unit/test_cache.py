@@ -354,17 +354,17 @@ def test_keepttl_answers_are_reused_without_counting_down():
     assert request.fastpath.reusable and request.fastpath.countdown_from is None
 
 
-def test_each_reuse_counts_as_a_cache_request_and_hit():
-    """The server calls on_reuse for every answer it reuses, so the cache's counters still count it."""
+def test_reuses_count_as_cache_requests_and_hits():
+    """The server reports reuses to on_reuse, so the cache's counters still count them."""
     registry = CollectorRegistry()
     cache, request = make_cache(registry=registry), make_request("www.example.org.")
     result(cache.serve(make_request("www.example.org."), Next(A)))
     result(cache.serve(request, Next(A)))
     labels = {"server": "dns://:53", "type": "success", "zones": ".", "view": ""}
     before = registry.get_sample_value("coredns_cache_hits_total", labels)
-    for count in request.fastpath.on_reuse:
-        count()
-    assert registry.get_sample_value("coredns_cache_hits_total", labels) == before + 1
+    for report in request.fastpath.on_reuse:
+        report(3)
+    assert registry.get_sample_value("coredns_cache_hits_total", labels) == before + 3
 
 
 def test_with_prefetch_reuse_ends_where_the_prefetch_window_begins():
