@@ -1,5 +1,6 @@
 """Specification of the Store: objects by key, the readers' indexes, generations and changes."""
 
+import gc
 import sys
 
 import pytest
@@ -467,6 +468,10 @@ def _traced_lines(operations):
             count += 1
         return tracer
 
+    # A collection inside the traced window would run other objects'
+    # finalizers (Python code) and count their lines.
+    gc.collect()
+    gc.disable()
     previous = sys.gettrace()
     sys.settrace(tracer)
     try:
@@ -474,6 +479,7 @@ def _traced_lines(operations):
             operation()
     finally:
         sys.settrace(previous)
+        gc.enable()
     return count
 
 
