@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import base64
 import datetime
+import ipaddress
 import os
 import re
 import sys
@@ -132,8 +133,10 @@ def make_ca(now: datetime.datetime, days: int = DEFAULT_CA_DAYS, common_name: st
     return KeyPair(certificate, key)
 
 
-def issue_serving_certificate(ca: KeyPair, names: Sequence[str], now: datetime.datetime, days: int = DEFAULT_DAYS) -> KeyPair:
-    """A TLS server certificate for names, signed by ca. Raises CertsError.
+def issue_serving_certificate(
+    ca: KeyPair, names: Sequence[str], now: datetime.datetime, days: int = DEFAULT_DAYS, addresses: Sequence[str] = ()
+) -> KeyPair:
+    """A TLS server certificate for names (and IP addresses), signed by ca. Raises CertsError.
 
     The first name is also the common name, which is informational only (Go
     has ignored it since 1.15): kube-apiserver checks the DNS SANs, against
@@ -155,7 +158,13 @@ def issue_serving_certificate(ca: KeyPair, names: Sequence[str], now: datetime.d
         .serial_number(x509.random_serial_number())
         .not_valid_before(now - _CLOCK_SKEW)
         .not_valid_after(min(now + datetime.timedelta(days=days), ca_expiry))
-        .add_extension(x509.SubjectAlternativeName([x509.DNSName(name) for name in names]), critical=False)
+        .add_extension(
+            x509.SubjectAlternativeName(
+                [x509.DNSName(name) for name in names]
+                + [x509.IPAddress(ipaddress.ip_address(address)) for address in addresses]
+            ),
+            critical=False,
+        )
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
         .add_extension(_key_usage(signs_certificates=False), critical=True)
         .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)

@@ -20,7 +20,6 @@ from __future__ import annotations
 import base64
 import datetime
 import io
-import ipaddress
 import json
 import logging
 import os
@@ -28,9 +27,7 @@ import time
 import weakref
 
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+from cryptography.hazmat.primitives import serialization
 from OpenSSL import SSL
 from prometheus_client import CollectorRegistry, Counter, Histogram
 from twisted.internet.defer import Deferred, maybeDeferred, succeed
@@ -43,6 +40,7 @@ from twisted.web.server import NOT_DONE_YET, Request, Site
 from zope.interface import implementer
 
 from discovery.cache.objects import Namespace, Service
+from discovery.certs import issue_serving_certificate, make_ca
 from discovery.cache.store import Change, Store
 
 from .admission import (
@@ -71,7 +69,7 @@ log = logging.getLogger("wayfinder.webhook")
 RESULTS = ("patched", "unchanged", "invalid", "too_large", "error")
 #: Admission answers take well under a millisecond when the memo is warm.
 _DURATION_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
-_AUTO_VALIDITY = datetime.timedelta(days=365)
+_AUTO_VALIDITY_DAYS = 365
 
 
 # --- the cache, rendered -----------------------------------------------------------
@@ -283,48 +281,10 @@ def auto_certificate(names: tuple[str, ...], now: datetime.datetime) -> tuple[SS
 
     Returns a server context and the CA certificate in PEM (the caBundle).
     """
-    ca_key = ec.generate_private_key(ec.SECP256R1())
-    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "wayfinder webhook CA (tls auto)")])
-    not_before, not_after = now - datetime.timedelta(minutes=5), now + _AUTO_VALIDITY
-    ca = (
-        x509.CertificateBuilder()
-        .subject_name(ca_name)
-        .issuer_name(ca_name)
-        .public_key(ca_key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(not_before)
-        .not_valid_after(not_after)
-        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-        .add_extension(
-            x509.KeyUsage(False, False, False, False, False, True, True, False, False), critical=True
-        )
-        .add_extension(x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key()), critical=False)
-        .sign(ca_key, hashes.SHA256())
-    )
-    key = ec.generate_private_key(ec.SECP256R1())
+    ca = make_ca(now, _AUTO_VALIDITY_DAYS, common_name="wayfinder webhook CA (tls auto)")
     dns_names = ["localhost", *(n for n in names if n != "localhost")]
-    alt_names: list[x509.GeneralName] = [x509.DNSName(n) for n in dns_names]
-    alt_names += [x509.IPAddress(ipaddress.ip_address(a)) for a in ("127.0.0.1", "::1")]
-    leaf = (
-        x509.CertificateBuilder()
-        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, dns_names[-1])]))
-        .issuer_name(ca_name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(not_before)
-        .not_valid_after(not_after)
-        .add_extension(x509.SubjectAlternativeName(alt_names), critical=False)
-        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        .add_extension(
-            x509.KeyUsage(True, False, False, False, False, False, False, False, False), critical=True
-        )
-        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
-        .add_extension(
-            x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False
-        )
-        .sign(ca_key, hashes.SHA256())
-    )
-    return _server_context([leaf], key), ca.public_bytes(serialization.Encoding.PEM)
+    leaf = issue_serving_certificate(ca, dns_names, now, _AUTO_VALIDITY_DAYS, addresses=("127.0.0.1", "::1"))
+    return _server_context([leaf.certificate], leaf.key), ca.certificate_pem()
 
 
 # --- HTTP ------------------------------------------------------------------------------------

@@ -28,9 +28,8 @@ from twisted.internet import reactor
 from tests.fakeapi import Cluster, FakeApiServer
 from tests.fakeapi.objects import endpoint_slice, namespace, service
 from tests.fakeapi.tls import make_pki
-from tests.integration.dnsserver import (  # noqa: F401 (dns_server is a fixture)
+from tests.integration.dnsserver import (
     addresses,
-    dns_server,
     eventually,
     rdata_texts,
     store_settles,

@@ -23,7 +23,7 @@ import pytest
 import pytest_twisted
 from twisted.internet import reactor
 
-from tests.integration.dnsserver import addresses, dns_server, rdata_texts  # noqa: F401 (a fixture)
+from tests.integration.dnsserver import addresses, rdata_texts
 from tests.upstream.fake import FakeUpstream
 
 PROTOS = pytest.mark.parametrize("proto", ["udp", "tcp"])

@@ -32,10 +32,9 @@ from twisted.internet.testing import StringTransport
 
 import discovery.dns.server as server_module
 from discovery.dns.server import BlockRuntime, DNSServer
-from tests.integration.dnsserver import (  # noqa: F401 (dns_server is a fixture)
+from tests.integration.dnsserver import (
     TIMEOUT,
     addresses,
-    dns_server,
     free_port,
     ipv6_loopback,
     rdata_texts,
