@@ -44,6 +44,7 @@ __all__ = [
     "make_ca",
     "issue_serving_certificate",
     "load_key_pair",
+    "read_pem_files",
     "ca_bundle",
     "main",
     "CA_CERT",
@@ -177,8 +178,8 @@ def issue_serving_certificate(
     return KeyPair(certificate, key)
 
 
-def load_key_pair(cert_path: str, key_path: str) -> KeyPair:
-    """Read a PEM certificate and its unencrypted ECDSA key. Raises CertsError naming the file."""
+def read_pem_files(cert_path: str, key_path: str) -> tuple[list[x509.Certificate], object]:
+    """A PEM certificate chain (leaf first) and its unencrypted private key. Raises CertsError naming the file."""
     try:
         with open(cert_path, "rb") as f:
             cert_pem = f.read()
@@ -187,13 +188,20 @@ def load_key_pair(cert_path: str, key_path: str) -> KeyPair:
     except OSError as e:
         raise CertsError(f"cannot read {e.filename}: {e.strerror}") from None
     try:
-        certificate = x509.load_pem_x509_certificate(cert_pem)
+        chain = x509.load_pem_x509_certificates(cert_pem)
     except ValueError as e:
         raise CertsError(f"{cert_path}: not a PEM certificate ({e})") from None
     try:
         key = serialization.load_pem_private_key(key_pem, password=None)
     except (ValueError, TypeError) as e:
         raise CertsError(f"{key_path}: not an unencrypted PEM private key ({e})") from None
+    return chain, key
+
+
+def load_key_pair(cert_path: str, key_path: str) -> KeyPair:
+    """Read a PEM certificate and its unencrypted ECDSA key. Raises CertsError naming the file."""
+    chain, key = read_pem_files(cert_path, key_path)
+    certificate = chain[0]
     if not isinstance(key, ec.EllipticCurvePrivateKey):
         raise CertsError(f"{key_path}: not an ECDSA key (this command makes and reads ECDSA P-256 keys)")
     if key.public_key() != certificate.public_key():

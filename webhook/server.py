@@ -27,7 +27,6 @@ import time
 import weakref
 
 from cryptography import x509
-from cryptography.hazmat.primitives import serialization
 from OpenSSL import SSL
 from prometheus_client import CollectorRegistry, Counter, Histogram
 from twisted.internet.defer import Deferred, maybeDeferred, succeed
@@ -40,7 +39,7 @@ from twisted.web.server import NOT_DONE_YET, Request, Site
 from zope.interface import implementer
 
 from discovery.cache.objects import Namespace, Service
-from discovery.certs import issue_serving_certificate, make_ca
+from discovery.certs import CertsError, issue_serving_certificate, make_ca, read_pem_files
 from discovery.cache.store import Change, Store
 
 from .admission import (
@@ -201,20 +200,9 @@ class _FixedCertificate:
 def load_certificate_files(cert_path: str, key_path: str) -> tuple[SSL.Context, x509.Certificate]:
     """A server context for a PEM certificate chain and key, and the certificate; raises CertificateError."""
     try:
-        with open(cert_path, "rb") as f:
-            cert_pem = f.read()
-        with open(key_path, "rb") as f:
-            key_pem = f.read()
-    except OSError as e:
-        raise CertificateError(f"cannot read {e.filename}: {e.strerror}") from None
-    try:
-        chain = x509.load_pem_x509_certificates(cert_pem)
-    except ValueError as e:
-        raise CertificateError(f"{cert_path}: not a PEM certificate ({e})") from None
-    try:
-        key = serialization.load_pem_private_key(key_pem, password=None)
-    except (ValueError, TypeError) as e:
-        raise CertificateError(f"{key_path}: not an unencrypted PEM private key ({e})") from None
+        chain, key = read_pem_files(cert_path, key_path)
+    except CertsError as e:
+        raise CertificateError(str(e)) from None
     try:
         return _server_context(chain, key), chain[0]
     except (SSL.Error, ValueError, TypeError) as e:
