@@ -51,10 +51,6 @@ class Cache:
     unsubscribe: Callable[[], None] = lambda: None
 
     @property
-    def key(self) -> Hashable:
-        return id(self.store)
-
-    @property
     def synced(self) -> bool:
         return self.source.has_synced
 
