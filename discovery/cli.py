@@ -12,7 +12,7 @@ import signal
 import sys
 
 from . import __version__
-from .config import DEFAULT_DNS_PORT, supported_directives
+from .config import DEFAULT_DNS_PORT, TRANSPORTS, supported_directives
 from .corefile import CorefileError
 
 __all__ = ["main", "build_parser"]
@@ -53,7 +53,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"Wayfinder-{__version__}")
         return 0
     if args.plugins:
-        print("Server types:\n  dns\n\nDirectives:")
+        print("Server types:")
+        for transport in TRANSPORTS:
+            print(f"  {transport}")
+        print("\nDirectives:")
         for name in supported_directives():
             print(f"  {name}")
         return 0

@@ -40,11 +40,11 @@ def test_version_prints_the_version_and_exits():
 
 
 def test_plugins_lists_exactly_the_supported_directives():
-    """-plugins lists the dns server type and every directive the Corefile accepts, nothing more."""
+    """-plugins lists the server types (dns, webhook) and every directive the Corefile accepts, nothing more."""
     result = run_cli("-plugins")
     assert result.returncode == 0
     lines = [line.strip() for line in result.stdout.splitlines()]
-    assert lines[:2] == ["Server types:", "dns"]
+    assert lines[:3] == ["Server types:", "dns", "webhook"]
     listed = lines[lines.index("Directives:") + 1 :]
     assert [line for line in listed if line] == supported_directives()
 
