@@ -25,7 +25,8 @@ TO is an IP address with an optional port (`1.2.3.4`, `1.2.3.4:5353`,
 read at setup. The query loop follows CoreDNS's Forward.ServeDNS: upstreams
 in policy order, down ones skipped (a random one used when all are down),
 the next one tried after a failed exchange, for at most 5 seconds and
-`max_connect_attempts` exchanges; SERVFAIL when none answers.
+`max_connect_attempts` exchanges. When none answers, the query fails
+(`ForwardError`): the server answers SERVFAIL and `errors` logs the reason.
 """
 
 from __future__ import annotations
@@ -48,7 +49,7 @@ from ..zones import in_zone, normalize_zone, zones_from_cidr
 from .request import Request
 from .upstream import HealthCheck, ProxyMetrics, Upstream, UpstreamAddress, UpstreamError
 
-__all__ = ["ForwardConfig", "ForwardPlugin", "setup_forward", "read_resolv_conf", "MAX_UPSTREAMS"]
+__all__ = ["ForwardConfig", "ForwardPlugin", "ForwardError", "setup_forward", "read_resolv_conf", "MAX_UPSTREAMS"]
 
 log = logging.getLogger("wayfinder.forward")
 
@@ -384,6 +385,11 @@ class UpstreamLike(Protocol):
     def stop(self) -> None: ...
 
 
+class ForwardError(Exception):
+    """No upstream answered. The server answers SERVFAIL and `errors` logs the
+    reason, as CoreDNS logs "2 NAME TYPE: read udp ...: i/o timeout"."""
+
+
 class ForwardPlugin:
     """Forwards the queries under FROM to the upstreams; see the module doc."""
 
@@ -462,6 +468,7 @@ class ForwardPlugin:
         deadline = self.reactor.seconds() + QUERY_DEADLINE
         attempts = fails = failovers = 0
         index = 0
+        reason = "no healthy upstream"
         while self.reactor.seconds() < deadline and (max_attempts == 0 or attempts < max_attempts):
             if index >= len(order):
                 index = fails = 0
@@ -479,6 +486,7 @@ class ForwardPlugin:
             try:
                 reply = await self._exchange(upstream, request)
             except UpstreamError as e:
+                reason = f"{upstream.label}: {e}"
                 log.debug("forward of %s %s to %s failed: %s", request.name, request.qtype, upstream.label, e)
                 if config.max_fails != 0:
                     upstream.healthcheck()
@@ -495,7 +503,7 @@ class ForwardPlugin:
                 if failovers < len(self.upstreams):
                     continue
             return _to_client(reply, request)
-        return _error_reply(request, dns.rcode.SERVFAIL)
+        raise ForwardError(reason)
 
     async def _exchange(self, upstream: UpstreamLike, request: Request) -> dns.message.Message:
         if self.config.force_tcp:

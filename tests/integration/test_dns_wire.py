@@ -589,6 +589,21 @@ async def test_the_rd_and_cd_bits_are_copied_from_each_query(serve, flags):
     assert addresses(response) == [FRONTEND_IP]
 
 
+@pytest_twisted.ensureDeferred
+async def test_an_upstream_that_never_answers_is_servfail_with_an_errors_line(dns_server, caplog):
+    """With `errors`, a name no upstream answers gets SERVFAIL and one line naming it and why, as CoreDNS logs it."""
+    closed = free_port()
+    server = await dns_server(
+        ".:0 {\n    bind 127.0.0.1\n    errors\n"
+        f"    forward . 127.0.0.1:{closed} {{\n        max_fails 0\n    }}\n}}\n"
+    )
+    with caplog.at_level(logging.ERROR, logger="wayfinder.errors"):
+        response = await server.query("www.example.test.", "A")
+    assert response.rcode() == dns.rcode.SERVFAIL
+    lines = [r.getMessage() for r in caplog.records if r.name == "wayfinder.errors"]
+    assert lines == [f"2 www.example.test. A: 127.0.0.1:{closed}: connection refused"]
+
+
 # --- the log and loadbalance directives at the wire ----------------------------------------------
 
 

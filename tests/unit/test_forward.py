@@ -12,7 +12,7 @@ import pytest_twisted
 from prometheus_client import CollectorRegistry
 from twisted.internet import defer, reactor
 
-from discovery.dns.forward import ForwardConfig, ForwardPlugin
+from discovery.dns.forward import ForwardConfig, ForwardError, ForwardPlugin
 from discovery.dns.upstream import HealthCheck, UpstreamAddress
 from tests.upstream.fake import FakeUpstream
 from tests.upstream.requests import answer, make_request
@@ -69,6 +69,14 @@ def unreachable(request):
 
 def ask(plugin, request, next=unreachable):
     return defer.maybeDeferred(plugin.serve, request, next).addTimeout(10, reactor)
+
+
+def failure_of(plugin, request):
+    """The ForwardError a query ends in when no upstream answers (the server makes it SERVFAIL)."""
+    return ask(plugin, request).addCallbacks(
+        lambda response: pytest.fail(f"expected a ForwardError, got {dns.rcode.to_text(response.rcode())}"),
+        lambda failure: failure.trap(ForwardError) and failure.value,
+    )
 
 
 @pytest_twisted.inlineCallbacks
@@ -202,13 +210,13 @@ def test_a_silent_upstream_times_out_and_the_next_one_answers(upstreams, plugins
 
 
 @pytest_twisted.inlineCallbacks
-def test_servfail_when_no_upstream_answers(plugins):
-    """A refused upstream, tried twice per upstream, ends in SERVFAIL for the client."""
+def test_no_upstream_answering_is_an_error_naming_the_upstream(plugins):
+    """A refused upstream, tried twice per upstream, ends in a ForwardError naming it (SERVFAIL and an `errors` line)."""
     plugin = plugins(CLOSED_PORT, max_fails=0)
     request = make_request("example.org.", qid=99)
-    response = yield ask(plugin, request)
-    assert response.rcode() == dns.rcode.SERVFAIL and response.id == 99
-    assert request.plugin == "forward" and not request.fastpath.reusable
+    error = yield failure_of(plugin, request)
+    assert str(error) == f"{CLOSED_PORT.host}:{CLOSED_PORT.port}: connection refused"
+    assert not request.fastpath.reusable
 
 
 @pytest_twisted.inlineCallbacks
@@ -224,7 +232,7 @@ def test_a_failed_exchange_starts_health_checks_with_recursion_desired(upstreams
 
     fake = upstreams(handler)
     plugin = plugins(fake.address, read_timeout=0.05, max_connect_attempts=1)
-    yield ask(plugin, make_request("example.org."))
+    yield failure_of(plugin, make_request("example.org."))
     received = yield fake.wait_for(2)
     _, check = received[1]
     assert check.question[0].name == dns.name.root and check.question[0].rdtype == dns.rdatatype.NS
@@ -237,7 +245,7 @@ def test_no_rec_health_checks_clear_recursion_desired(upstreams, plugins):
     fake = upstreams(silent)
     plugin = plugins(fake.address, read_timeout=0.05, max_connect_attempts=1,
                      health_check=HealthCheck(interval=60, recursion_desired=False))
-    yield ask(plugin, make_request("example.org."))
+    yield failure_of(plugin, make_request("example.org."))
     received = yield fake.wait_for(2)
     assert not received[1][1].flags & dns.flags.RD
 
@@ -248,7 +256,7 @@ def test_queries_beyond_max_concurrent_are_refused(upstreams, plugins):
     registry = CollectorRegistry()
     fake = upstreams(silent)
     plugin = plugins(fake.address, max_concurrent=1, read_timeout=0.2, max_fails=0, registry=registry)
-    first = ask(plugin, make_request("one.example.org."))
+    first = failure_of(plugin, make_request("one.example.org."))
     refused = yield ask(plugin, make_request("two.example.org."))
     assert refused.rcode() == dns.rcode.REFUSED
     assert registry.get_sample_value("coredns_forward_max_concurrent_rejects_total") == 1

@@ -11,7 +11,7 @@ import pytest_twisted
 from prometheus_client import CollectorRegistry
 from twisted.internet import defer, reactor, task
 
-from discovery.dns.forward import ForwardConfig, ForwardPlugin, _metrics, order_upstreams
+from discovery.dns.forward import ForwardConfig, ForwardError, ForwardPlugin, _metrics, order_upstreams
 from discovery.dns.upstream import HealthCheck, Upstream, UpstreamAddress, UpstreamError, send_probe
 from tests.upstream.fake import FakeUpstream
 from tests.upstream.requests import answer, make_request
@@ -242,18 +242,19 @@ def test_when_all_are_down_a_random_one_is_asked_and_counted():
     assert registry.get_sample_value("coredns_forward_healthcheck_broken_total") == 1
 
 
-def test_failfast_all_unhealthy_upstreams_answers_servfail_at_once():
-    """failfast_all_unhealthy_upstreams: all down means SERVFAIL without asking any."""
+def test_failfast_all_unhealthy_upstreams_fails_at_once():
+    """failfast_all_unhealthy_upstreams: all down means failing (SERVFAIL) without asking any."""
     upstreams = [FakeUpstreamState("a", down=True), FakeUpstreamState("b", down=True)]
-    response = serve(forward_with(upstreams, failfast_all_unhealthy_upstreams=True), make_request("example.org."))
-    assert response.rcode() == dns.rcode.SERVFAIL and sum(u.asked for u in upstreams) == 0
+    outcome = serve(forward_with(upstreams, failfast_all_unhealthy_upstreams=True), make_request("example.org."))
+    assert outcome.check(ForwardError) and "no healthy upstream" in outcome.getErrorMessage()
+    assert sum(u.asked for u in upstreams) == 0
 
 
 def test_failing_upstreams_are_tried_twice_each_by_default():
-    """The default cap is two connect attempts per upstream, then SERVFAIL."""
+    """The default cap is two connect attempts per upstream, then failure (SERVFAIL)."""
     upstreams = [FakeUpstreamState("a", answers=False), FakeUpstreamState("b", answers=False)]
-    response = serve(forward_with(upstreams), make_request("example.org."))
-    assert response.rcode() == dns.rcode.SERVFAIL
+    outcome = serve(forward_with(upstreams), make_request("example.org."))
+    assert outcome.check(ForwardError)
     assert [u.asked for u in upstreams] == [2, 2]
 
 
