@@ -34,6 +34,27 @@ class Pki:
     def server_tls(self, *, require_client_cert: bool = True) -> ServerTLS:
         return ServerTLS(self.server_cert, self.server_key, self.ca_cert if require_client_cert else None)
 
+    def kubeconfig(self, url: str) -> str:
+        """A kubeconfig whose current context points nowhere and whose context `fake` reaches url with these files."""
+        return (
+            "apiVersion: v1\n"
+            "kind: Config\n"
+            "current-context: elsewhere\n"
+            "clusters:\n"
+            "- name: nowhere\n"
+            '  cluster: {server: "https://127.0.0.1:9"}\n'
+            "- name: fake\n"
+            f'  cluster: {{server: "{url}", certificate-authority: "{self.ca_cert}"}}\n'
+            "users:\n"
+            "- name: wayfinder\n"
+            f'  user: {{client-certificate: "{self.client_cert}", client-key: "{self.client_key}"}}\n'
+            "contexts:\n"
+            "- name: elsewhere\n"
+            "  context: {cluster: nowhere, user: wayfinder}\n"
+            "- name: fake\n"
+            "  context: {cluster: fake, user: wayfinder}\n"
+        )
+
 
 def _name(common_name: str) -> x509.Name:
     return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])

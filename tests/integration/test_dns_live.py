@@ -330,24 +330,8 @@ async def test_tls_files_reach_an_api_that_wants_a_client_certificate(dns_server
 async def test_a_kubeconfig_context_names_the_api_to_serve(dns_server, tls_api, pki, tmp_path):
     """`kubeconfig FILE CONTEXT`: that context's cluster and credentials, not the current context's."""
     tls_api.create(with_ip(service("cart", "shop"), "10.96.5.5"))
-    (tmp_path / "kubeconfig").write_text(textwrap.dedent(f"""\
-        apiVersion: v1
-        kind: Config
-        current-context: elsewhere
-        clusters:
-        - name: nowhere
-          cluster: {{server: "https://127.0.0.1:9"}}
-        - name: fake
-          cluster: {{server: "{tls_api.url}", certificate-authority: "{pki.ca_cert}"}}
-        users:
-        - name: wayfinder
-          user: {{client-certificate: "{pki.client_cert}", client-key: "{pki.client_key}"}}
-        contexts:
-        - name: elsewhere
-          context: {{cluster: nowhere, user: wayfinder}}
-        - name: fake
-          context: {{cluster: fake, user: wayfinder}}
-        """))
+    (tmp_path / "kubeconfig").write_text(pki.kubeconfig(tls_api.url))
+
     server = await dns_server(textwrap.dedent(f"""\
         cluster.local:0 {{
             bind 127.0.0.1

@@ -604,24 +604,7 @@ async def test_kubeconfig_context_syncs_against_its_cluster(tls_api, cluster, pk
     """`kubeconfig FILE CONTEXT` connects with that context's server, CA and client certificate."""
     cluster.create(service("web"))
     kubeconfig = tmp_path / "kubeconfig"
-    kubeconfig.write_text(f"""\
-apiVersion: v1
-kind: Config
-current-context: elsewhere
-clusters:
-- name: nowhere
-  cluster: {{server: "https://127.0.0.1:9"}}
-- name: fake
-  cluster: {{server: "{tls_api.url}", certificate-authority: "{pki.ca_cert}"}}
-users:
-- name: wayfinder
-  user: {{client-certificate: "{pki.client_cert}", client-key: "{pki.client_key}"}}
-contexts:
-- name: elsewhere
-  context: {{cluster: nowhere, user: wayfinder}}
-- name: fake
-  context: {{cluster: fake, user: wayfinder}}
-""")
+    kubeconfig.write_text(pki.kubeconfig(tls_api.url))
     store = Store()
     await started(sources(SourceConfig(kubeconfig=str(kubeconfig), context="fake"), store))
     assert store.service("default", "web") is not None
