@@ -63,7 +63,6 @@ UDP_RECEIVE_BUFFER = 4 << 20
 _OPT = 41
 _STATE_BYTES = tuple(bytes((i,)) for i in range(8))
 _SERVFAIL = dns.rcode.SERVFAIL
-_TC = dns.flags.TC
 
 
 @attrs.define(eq=False)
@@ -102,14 +101,14 @@ class BlockRuntime:
 
 #: Header prefixes (flags and counts, with the client's RD and CD bits) are
 #: shared by every entry with the same flags and counts: there are few.
-_PREFIXES: dict[bytes, tuple[bytes, ...]] = {}
+_PREFIXES: dict[tuple[int, bytes], tuple[bytes, ...]] = {}
 
 
 def _prefixes(wire: bytes) -> tuple[bytes, ...]:
-    key = wire[2:12]
+    flags = struct.unpack_from("!H", wire, 2)[0] & ~(dns.flags.RD | dns.flags.CD)
+    key = (flags, wire[4:12])
     prefixes = _PREFIXES.get(key)
     if prefixes is None:
-        flags = struct.unpack_from("!H", wire, 2)[0] & ~(dns.flags.RD | dns.flags.CD)
         # Indexed by (client RD) | (client CD) << 1.
         prefixes = _PREFIXES[key] = tuple(
             struct.pack("!H", flags | (dns.flags.RD if i & 1 else 0) | (dns.flags.CD if i & 2 else 0)) + wire[4:12]
@@ -250,9 +249,6 @@ class AnswerTable:
         self.entries.clear()
         self._by_token.clear()
 
-    def __len__(self) -> int:
-        return len(self.entries)
-
 
 def render(response: dns.message.Message, max_size: int) -> tuple[bytes, bool]:
     """Wire format within max_size; returns (wire, truncated).
@@ -270,6 +266,14 @@ def render(response: dns.message.Message, max_size: int) -> tuple[bytes, bool]:
         return wire, True
     additional = sum(len(rrset) for rrset in response.additional) + (response.opt is not None)
     return wire, (wire[10] << 8 | wire[11]) < additional
+
+
+def _table_key(data: bytes, qend: int, edns_state: int) -> bytes:
+    """The table's key for a query: its lower-cased name, its type and class,
+    then one byte of client state that changes the answer: EDNS (1), DO (2)
+    and CD (4: the cache keys on it)."""
+    name_end = qend - 5
+    return data[12:name_end].lower() + data[name_end:qend] + _STATE_BYTES[edns_state | (data[3] & 0x10) >> 2]
 
 
 def _question_end(data: bytes) -> int:
@@ -471,12 +475,7 @@ class DNSServer:
                 limit = 512
         else:
             return None
-        name_end = qend - 5
-        # The key: lower-cased name, type and class, then one byte of client
-        # state that changes the answer: EDNS (1), DO (2), CD (4, the cache keys on it).
-        entry = self.table.entries.get(
-            data[12:name_end].lower() + data[name_end:qend] + _STATE_BYTES[state | (data[3] & 0x10) >> 2]
-        )
+        entry = self.table.entries.get(_table_key(data, qend, state))
         if entry is None or entry.expires <= now:
             return None
         if max_size_udp and entry.size > limit:
@@ -598,14 +597,14 @@ class DNSServer:
         if not policy.reusable or request.depth:
             return
         qend = _question_end(data)
-        if qend < 0 or qend != 12 + len(request.qname.to_wire()) + 4 or wire[12:qend].lower() != data[12:qend].lower():
+        # The rendered question must sit where the client's does, for hits to
+        # write theirs over it.
+        if qend < 0 or wire[12:qend].lower() != data[12:qend].lower():
             return
         rendered = [wire] + [v.to_wire(max_size=65535, want_shuffle=False) for v in (variants or [])[1:]]
         if any(len(r) != len(wire) for r in rendered):
             rendered = [wire]
-        state = (1 if request.edns else 0) | (2 if request.dnssec_ok else 0) | (data[3] & 0x10) >> 2
-        name_end = qend - 5
-        key = data[12:name_end].lower() + data[name_end:qend] + _STATE_BYTES[state]
+        key = _table_key(data, qend, (1 if request.edns else 0) | (2 if request.dnssec_ok else 0))
         entry = _Entry(wire, rendered, qend, policy, self.reactor.seconds(), block, request.zone, rcode, request.plugin)
         self.table.put(key, entry, policy.dependencies)
 
@@ -622,12 +621,12 @@ class DNSServer:
             return
         duration = self.reactor.seconds() - started
         if block.metrics is not None:
-            host = client[0]
-            key = (proto, ":" in host and not host.startswith("::ffff:"), dnssec_ok)
+            family = _family_of(client[0])
+            key = (proto, family, dnssec_ok)
             if key != entry.meter_key:
                 entry.meter_key = key
                 entry.meter = block.metrics.meter(
-                    block.server, entry.zone, proto, "2" if key[1] else "1", query[qend - 4] << 8 | query[qend - 3],
+                    block.server, entry.zone, proto, family, query[qend - 4] << 8 | query[qend - 3],
                     dnssec_ok, dns.rcode.to_text(entry.rcode), entry.plugin,
                 )
             entry.meter.record(len(query), len(wire), duration)
