@@ -465,6 +465,3 @@ def parse_duration(text: str) -> float:
         pos = match.end()
     return sign * total
 
-
-def iter_directives(directives: Iterable[Directive], name: str) -> list[Directive]:
-    return [d for d in directives if d.name == name]

@@ -73,16 +73,6 @@ class SourceConfig:
     #: name none, as the API server would have.
     service_cidrs: tuple[str, ...] = DEFAULT_SERVICE_CIDRS
 
-    @property
-    def mode(self) -> str:
-        if self.manifests is not None:
-            return "manifests"
-        if self.kubeconfig is not None:
-            return "kubeconfig"
-        if self.endpoint is not None:
-            return "endpoint"
-        return "in-cluster"
-
     def describe(self) -> str:
         if self.manifests is not None:
             return f"manifests {self.manifests}"

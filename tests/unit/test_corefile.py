@@ -421,10 +421,18 @@ def test_expect_args_says_how_many_were_expected(args, minimum, maximum, message
     assert (caught.value.line, caught.value.message) == (7, message)
 
 
-def test_expect_args_within_bounds_passes():
-    """A directive with an allowed number of arguments passes expect_args."""
-    directive("a", "b").expect_args(1, 2)
-    directive().expect_args(0, 0)
+@pytest.mark.parametrize("minimum, maximum", [(0, 0), (1, 1), (1, 3), (2, None)])
+def test_expect_args_accepts_exactly_the_counts_within_bounds(minimum, maximum):
+    """Counts from minimum to maximum pass; one fewer or one more raises."""
+    top = maximum if maximum is not None else minimum + 5
+    for count in range(minimum, top + 1):
+        directive(*["a"] * count).expect_args(minimum, maximum)
+    outside = [minimum - 1] if minimum else []
+    if maximum is not None:
+        outside.append(maximum + 1)
+    for count in outside:
+        with pytest.raises(CorefileError):
+            directive(*["a"] * count).expect_args(minimum, maximum)
 
 
 def test_expect_no_block_refuses_a_block():

@@ -244,7 +244,8 @@ def test_defaults():
     assert (config.pods, config.ttl, config.endpoint_pod_names, config.noendpoints, config.ignore_empty_service) == (
         "disabled", 5, False, False, False)
     assert config.source == SourceConfig()
-    assert (config.source.mode, config.source.watch_endpoints, config.source.watch_pods) == ("in-cluster", True, False)
+    assert (config.source.describe(), config.source.watch_endpoints, config.source.watch_pods) == (
+        "in-cluster API", True, False)
     assert config.source.service_cidrs == DEFAULT_SERVICE_CIDRS == ("10.96.0.0/12",)
 
 
@@ -316,17 +317,17 @@ def test_label_selectors_are_parsed():
 
 
 @pytest.mark.parametrize(
-    "options, mode",
+    "options, source",
     [
-        pytest.param("", "in-cluster", id="in-cluster-by-default"),
-        pytest.param("endpoint https://10.0.0.1:6443", "endpoint", id="endpoint"),
-        pytest.param("kubeconfig /root/.kube/config", "kubeconfig", id="kubeconfig"),
-        pytest.param("manifests /srv/manifests", "manifests", id="manifests"),
+        pytest.param("", "in-cluster API", id="in-cluster-by-default"),
+        pytest.param("endpoint https://10.0.0.1:6443", "API https://10.0.0.1:6443", id="endpoint"),
+        pytest.param("kubeconfig /root/.kube/config", "kubeconfig /root/.kube/config", id="kubeconfig"),
+        pytest.param("manifests /srv/manifests", "manifests /srv/manifests", id="manifests"),
     ],
 )
-def test_source_mode(options, mode):
+def test_source_is_the_in_cluster_api_unless_another_is_named(options, source):
     """The source is the in-cluster API unless endpoint, kubeconfig or manifests says otherwise."""
-    assert kubernetes(f"kubernetes cluster.local {{\n {options}\n}}").source.mode == mode
+    assert kubernetes(f"kubernetes cluster.local {{\n {options}\n}}").source.describe() == source
 
 
 def test_manifests_path_is_relative_to_the_corefile(tmp_path, monkeypatch):
