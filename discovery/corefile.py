@@ -30,7 +30,7 @@ import glob
 import itertools
 import os
 import re
-from typing import Iterable, Mapping
+from typing import Mapping
 
 import attrs
 
