@@ -16,8 +16,7 @@ from __future__ import annotations
 
 import gc
 import logging
-import socket
-from typing import Any, Callable, Hashable, Iterable
+from typing import Any, Callable, Hashable
 
 import attrs
 from prometheus_client.core import GaugeMetricFamily
@@ -25,7 +24,8 @@ from twisted.internet import defer, task
 from twisted.internet.defer import Deferred
 
 from . import __version__
-from .cache.config import KubernetesConfig, SourceConfig
+from . import plugin as declared
+from .cache.config import SourceConfig
 from .cache.store import Change, Store
 from .config import Config, ServerBlock
 from .dns.errors import ErrorLog
@@ -33,6 +33,7 @@ from .dns.log import QueryLog
 from .dns.server import BlockRuntime, DNSServer
 from .ops.endpoints import HTTPEndpoints
 from .ops.metrics import DNSMetrics, new_registry
+from .plugin import BuildContext
 
 __all__ = ["Application", "Cache"]
 
@@ -65,26 +66,6 @@ def _make_source(config: SourceConfig, store: Store, reactor, registry):
     return ApiSource(config, store, reactor, registry=registry)
 
 
-def local_addresses(bound: Iterable[str]) -> tuple[str, ...]:
-    """This host's addresses, as CoreDNS's kubernetes plugin finds its own pod IP.
-
-    The bind addresses when given; otherwise the source address the kernel
-    picks for outside traffic (no packet is sent by a UDP connect).
-    """
-    addresses = [a for a in bound if a not in ("0.0.0.0", "::")]
-    if addresses:
-        return tuple(addresses)
-    found = []
-    for family, target in ((socket.AF_INET, "10.255.255.255"), (socket.AF_INET6, "fd00::ffff")):
-        try:
-            with socket.socket(family, socket.SOCK_DGRAM) as probe:
-                probe.connect((target, 53))
-                found.append(probe.getsockname()[0])
-        except OSError:
-            continue
-    return tuple(found)
-
-
 class _AppCollector:
     """Metrics read from the running configuration when Prometheus scrapes.
 
@@ -112,14 +93,17 @@ class _AppCollector:
             "A metric that indicates whether a plugin is enabled on per server and zone basis.",
             labels=["server", "zone", "view", "name"],
         )
+        # As CoreDNS's metrics setup: for each block with `prometheus`, one
+        # series per handler in its query path (conf.Handlers()), per zone.
         for block in self.app.config.servers:
-            if block.transport != "dns":
+            if block.transport != "dns" or block.plugin("prometheus") is None:
                 continue
             server = self.app.servers.get((block.port, block.bind))
             host = block.bind[0] if len(block.bind) == 1 else ""
             label = f"dns://{host}:{server.port if server is not None else block.port}"
+            handlers = [name for name, _ in block.plugins if declared.spec(name).handler]
             for zone in block.zones:
-                for name, _ in block.plugins:
+                for name in handlers:
                     enabled.add_metric([label, zone, "", name], 1)
         yield enabled
 
@@ -138,15 +122,15 @@ class _Assembly:
     blocks: dict[tuple[int, tuple[str, ...]], list[BlockRuntime]] = attrs.field(factory=dict)
     runtimes: dict[Hashable, BlockRuntime] = attrs.field(factory=dict)
     plugins: dict[Hashable, Any] = attrs.field(factory=dict)
-    #: (directive name, plugin, the block's listening address) to start once serving.
-    new_plugins: list[tuple[str, Any, tuple[str, int]]] = attrs.field(factory=list)
+    #: Plugins to start once serving.
+    new_plugins: list[Any] = attrs.field(factory=list)
     webhooks: dict[Hashable, Any] = attrs.field(factory=dict)
     new_webhooks: list[Any] = attrs.field(factory=list)
 
     def undo(self) -> None:
         for webhook in self.new_webhooks:
             webhook.stop()
-        for _, plugin, _ in self.new_plugins:
+        for plugin in self.new_plugins:
             _stop(plugin)
         for server in self.new_servers:
             server.stop()
@@ -296,12 +280,9 @@ class Application:
         for cache in retired_caches:
             cache.unsubscribe()
             cache.source.stop()
-        for name, plugin, address in assembly.new_plugins:
+        for plugin in assembly.new_plugins:
             start = getattr(plugin, "start", None)
-            if name == "loop":
-                # The probe goes to this block's own listener.
-                start(address)
-            elif start is not None:
+            if start is not None:
                 start()
 
     def _cache_for(self, source: SourceConfig, assembly: _Assembly) -> Cache:
@@ -352,17 +333,24 @@ class Application:
         host = block.bind[0] if len(block.bind) == 1 else ""
         # CoreDNS's server label: the listening address, "dns://:53".
         label = f"dns://{host}:{server.port}"
-        address = (block.bind[0] if block.bind else "", server.port)
+        context = BuildContext(
+            reactor=self.reactor,
+            registry=self.registry,
+            server=label,
+            block=block,
+            address=(block.bind[0] if block.bind else "", server.port),
+            cache_for=lambda source: self._cache_for(source, assembly),
+        )
         chain, keys = [], []
         for name, config in block.plugins:
-            builder = _CHAIN_BUILDERS.get(name)
-            if builder is None:
+            build = declared.spec(name).build
+            if build is None:
                 continue
             key = (block.zones, block.port, block.bind, name, config)
             plugin = _either(key, assembly.plugins, self._plugins)
             if plugin is None:
-                plugin = builder(self, block, config, label, assembly)
-                assembly.new_plugins.append((name, plugin, address))
+                plugin = build(config, context)
+                assembly.new_plugins.append(plugin)
             assembly.plugins[key] = plugin
             chain.append(plugin)
             keys.append(key)
@@ -418,32 +406,3 @@ class Application:
                 if failures:
                     failures[0].raiseException()
             assembly.webhooks[key] = server
-
-
-def _build_kubernetes(app: Application, block: ServerBlock, config: KubernetesConfig, label: str, assembly):
-    from .dns.kubernetes import KubernetesPlugin
-
-    cache = app._cache_for(config.source, assembly)
-    return KubernetesPlugin(
-        config, cache.store, cache.source.synced, app.reactor, local_ips=local_addresses(block.bind)
-    )
-
-
-def _build_with_registry(module: str, cls: str):
-    def build(app: Application, block: ServerBlock, config, label: str, assembly):
-        import importlib
-
-        plugin_class = getattr(importlib.import_module(module), cls)
-        return plugin_class(config, app.reactor, registry=app.registry, server=label)
-
-    return build
-
-
-#: Plugins that sit in the query's path, by directive name.
-_CHAIN_BUILDERS: dict[str, Callable] = {
-    "cache": _build_with_registry("discovery.dns.cache", "CachePlugin"),
-    "hosts": _build_with_registry("discovery.dns.hosts", "HostsPlugin"),
-    "kubernetes": _build_kubernetes,
-    "loop": _build_with_registry("discovery.dns.loop", "LoopPlugin"),
-    "forward": _build_with_registry("discovery.dns.forward", "ForwardPlugin"),
-}

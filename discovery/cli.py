@@ -12,7 +12,8 @@ import signal
 import sys
 
 from . import __version__
-from .config import DEFAULT_DNS_PORT, TRANSPORTS, supported_directives
+from . import plugin as declared
+from .config import DEFAULT_DNS_PORT, TRANSPORTS
 from .corefile import CorefileError
 
 __all__ = ["main", "build_parser"]
@@ -57,7 +58,7 @@ def main(argv: list[str] | None = None) -> int:
         for transport in TRANSPORTS:
             print(f"  {transport}")
         print("\nDirectives:")
-        for name in supported_directives():
+        for name in declared.names():
             print(f"  {name}")
         return 0
 

@@ -1,31 +1,28 @@
 """From the Corefile tree to the configuration: one frozen attrs value per directive.
 
 Configuration flows one way: Corefile -> this tree of frozen values ->
-constructors. Each supported directive has a setup function, registered in
-`REGISTRY` in CoreDNS's plugin order (plugin.cfg); that order is the order in
-which a query passes the plugins of a server block, whatever order the
-Corefile lists them in. A directive that is not registered stops start-up
-with its file and line.
+constructors. Each supported directive is declared by the module that
+implements it (`discovery.plugin`): its setup function, and its place in
+CoreDNS's plugin order (plugin.cfg), the order in which a query passes the
+plugins of a server block, whatever order the Corefile lists them in. A
+directive that is not declared stops start-up with its file and line.
 """
 
 from __future__ import annotations
 
-import importlib
-import ipaddress
-from typing import Any, Callable, Mapping
+from typing import Any, Mapping
 
 import attrs
 
-from .corefile import CorefileError, Directive, ServerBlockSource, parse, parse_file
+from . import plugin as declared
+from .corefile import CorefileError, ServerBlockSource, parse, parse_file
+from .plugin import SetupContext
 from .zones import normalize_zone, zones_from_cidr
 
 __all__ = [
     "Config",
     "ServerBlock",
     "SetupContext",
-    "PluginSpec",
-    "REGISTRY",
-    "supported_directives",
     "load",
     "load_text",
     "assemble",
@@ -34,56 +31,6 @@ __all__ = [
 DEFAULT_DNS_PORT = 53
 #: Server block transports: CoreDNS's plain DNS, and Wayfinder's webhook-only blocks.
 TRANSPORTS = ("dns", "webhook")
-#: What a webhook:// block may hold: the webhook, its cache, and the operator's endpoints.
-WEBHOOK_BLOCK_DIRECTIVES = frozenset({"kubernetes", "webhook", "health", "ready", "prometheus", "reload"})
-
-
-@attrs.frozen
-class SetupContext:
-    """What a directive's setup function may know about its server block."""
-
-    #: The block's zones, normalised ("cluster.local.", "."), in key order.
-    zones: tuple[str, ...]
-    file: str
-    line: int
-
-
-@attrs.frozen
-class PluginSpec:
-    name: str
-    #: "module:function", imported when first used; the function takes
-    #: (Directive, SetupContext) and returns the directive's frozen config.
-    setup: str
-    #: May the directive appear more than once in a block? Then the block's
-    #: config holds a tuple of the results, one per line.
-    repeatable: bool = False
-
-    def load(self) -> Callable[[Directive, SetupContext], Any]:
-        module, _, function = self.setup.partition(":")
-        return getattr(importlib.import_module(module), function)
-
-
-#: The supported directives, in the order a query passes them (plugin.cfg).
-REGISTRY: tuple[PluginSpec, ...] = (
-    PluginSpec("reload", "discovery.ops.reload:setup_reload"),
-    PluginSpec("bind", "discovery.config:setup_bind", repeatable=True),
-    PluginSpec("ready", "discovery.ops.endpoints:setup_ready"),
-    PluginSpec("health", "discovery.ops.endpoints:setup_health"),
-    PluginSpec("prometheus", "discovery.ops.endpoints:setup_prometheus"),
-    PluginSpec("errors", "discovery.dns.errors:setup_errors"),
-    PluginSpec("log", "discovery.dns.log:setup_log", repeatable=True),
-    PluginSpec("loadbalance", "discovery.dns.loadbalance:setup_loadbalance"),
-    PluginSpec("cache", "discovery.dns.cache:setup_cache"),
-    PluginSpec("hosts", "discovery.dns.hosts:setup_hosts"),
-    PluginSpec("kubernetes", "discovery.cache.config:setup_kubernetes"),
-    PluginSpec("webhook", "webhook.config:setup_webhook"),
-    PluginSpec("loop", "discovery.dns.loop:setup_loop"),
-    PluginSpec("forward", "discovery.dns.forward:setup_forward"),
-)
-
-
-def supported_directives() -> list[str]:
-    return [spec.name for spec in REGISTRY]
 
 
 @attrs.frozen
@@ -94,7 +41,7 @@ class ServerBlock:
     port: int
     file: str
     line: int
-    #: (directive name, config) in REGISTRY order.
+    #: (directive name, config) in chain order (plugin.cfg's).
     plugins: tuple[tuple[str, Any], ...] = ()
     #: "dns", or "webhook" for a block that serves the admission webhook
     #: alone, with no DNS listener (a Wayfinder addition: `webhook://ZONE`).
@@ -118,19 +65,6 @@ class ServerBlock:
 class Config:
     servers: tuple[ServerBlock, ...]
     file: str
-
-
-def setup_bind(directive: Directive, ctx: SetupContext) -> tuple[str, ...]:
-    """`bind ADDRESS...`: listen on these addresses only (CoreDNS's bind plugin)."""
-    directive.expect_args(1, usage="bind ADDRESS...")
-    directive.expect_no_block()
-    addresses = []
-    for arg in directive.args:
-        try:
-            addresses.append(ipaddress.ip_address(arg).compressed)
-        except ValueError:
-            raise directive.error(f"bind: {arg!r} is not an IP address") from None
-    return tuple(addresses)
 
 
 def _parse_key(key: str, default_port: int, block: ServerBlockSource) -> tuple[str, list[tuple[str, int]]]:
@@ -177,26 +111,24 @@ def _parse_key(key: str, default_port: int, block: ServerBlockSource) -> tuple[s
 
 
 def _block_configs(block: ServerBlockSource, ctx: SetupContext) -> tuple[tuple[str, Any], ...]:
-    known = {spec.name: spec for spec in REGISTRY}
-    by_name: dict[str, list[Directive]] = {}
+    by_name: dict[str, list] = {}
     for directive in block.directives:
-        if directive.name not in known:
+        if declared.spec(directive.name) is None:
             raise directive.error(
-                f"unknown directive {directive.name!r} (supported: {', '.join(sorted(known))})"
+                f"unknown directive {directive.name!r} (supported: {', '.join(sorted(declared.names()))})"
             )
         by_name.setdefault(directive.name, []).append(directive)
     configs = []
-    for spec in REGISTRY:
+    for spec in declared.specs():
         directives = by_name.get(spec.name)
         if not directives:
             continue
         if not spec.repeatable and len(directives) > 1:
             raise directives[1].error(f"{spec.name}: this directive can only appear once per server block")
-        setup = spec.load()
         if spec.repeatable:
-            configs.append((spec.name, tuple(setup(d, ctx) for d in directives)))
+            configs.append((spec.name, tuple(spec.setup(d, ctx) for d in directives)))
         else:
-            configs.append((spec.name, setup(directives[0], ctx)))
+            configs.append((spec.name, spec.setup(directives[0], ctx)))
     return tuple(configs)
 
 
@@ -236,11 +168,12 @@ def assemble(blocks: list[ServerBlockSource], file: str, dns_port: int = DEFAULT
 def _check_webhook_block(block: ServerBlockSource) -> None:
     """A webhook:// block listens for AdmissionReviews only: no DNS directives."""
     names = {directive.name for directive in block.directives}
+    allowed = sorted(spec.name for spec in declared.specs() if spec.in_webhook_block)
     for directive in block.directives:
-        if directive.name not in WEBHOOK_BLOCK_DIRECTIVES:
+        if directive.name not in allowed:
             raise directive.error(
                 f"{directive.name}: answers DNS, and a webhook:// block has no DNS listener "
-                f"(allowed here: {', '.join(sorted(WEBHOOK_BLOCK_DIRECTIVES))})"
+                f"(allowed here: {', '.join(allowed)})"
             )
     for needed in ("webhook", "kubernetes"):
         if needed not in names:

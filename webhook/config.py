@@ -24,6 +24,7 @@ import re
 import attrs
 
 from discovery.corefile import Directive
+from discovery.plugin import PluginSpec
 
 __all__ = [
     "WebhookConfig",
@@ -138,3 +139,7 @@ def setup_webhook(directive: Directive, ctx) -> WebhookConfig:
             "add 'tls CERT KEY', or 'tls auto' for local use"
         )
     return WebhookConfig(host=host, port=port, file=directive.file, line=directive.line, **options)
+
+
+# Not in CoreDNS: it sits beside the kubernetes directive whose cache feeds it.
+PLUGINS = (PluginSpec("webhook", setup_webhook, after="kubernetes", in_webhook_block=True),)

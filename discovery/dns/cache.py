@@ -46,6 +46,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge
 from twisted.internet import defer
 
 from ..corefile import Directive, parse_duration
+from ..plugin import BuildContext, PluginSpec
 from ..zones import longest_match, normalize_zone
 from .request import FastPathPolicy, Request
 
@@ -879,3 +880,10 @@ def _refresh_request(request: Request, background: bool) -> Request:
         return attrs.evolve(request, query=query, fastpath=FastPathPolicy(), plugin="", proto="tcp",
                             max_size=65535)
     return attrs.evolve(request, query=query, fastpath=FastPathPolicy(), plugin="")
+
+
+def _build(config: CacheConfig, ctx: BuildContext) -> CachePlugin:
+    return CachePlugin(config, ctx.reactor, registry=ctx.registry, server=ctx.server)
+
+
+PLUGINS = (PluginSpec("cache", setup_cache, build=_build),)

@@ -26,6 +26,7 @@ from twisted.python.failure import Failure
 
 from ..corefile import Directive, parse_duration
 from .request import Request
+from ..plugin import PluginSpec
 
 __all__ = ["ErrorsConfig", "Consolidation", "setup_errors", "ErrorLog"]
 
@@ -118,3 +119,7 @@ class ErrorLog:
         count, self._counts[index] = self._counts[index], 0
         if count > 1 or not rule.show_first:
             self.logger.log(rule.level, f"{count} errors like '{rule.pattern}' occurred in last {rule.period_text}")
+
+
+# The server calls the block's ErrorLog for each failure (`BlockRuntime.error_log`).
+PLUGINS = (PluginSpec("errors", setup_errors, served_by_server=True),)

@@ -45,6 +45,7 @@ from prometheus_client import CollectorRegistry, Counter, Histogram
 from twisted.internet import defer
 
 from ..corefile import Directive, parse_duration
+from ..plugin import BuildContext, PluginSpec
 from ..zones import in_zone, normalize_zone, zones_from_cidr
 from .request import Request
 from .upstream import HealthCheck, ProxyMetrics, Upstream, UpstreamAddress, UpstreamError
@@ -551,3 +552,10 @@ def _error_reply(request: Request, rcode: int) -> dns.message.Message:
     response = request.reply()
     response.set_rcode(rcode)
     return response
+
+
+def _build(config: ForwardConfig, ctx: BuildContext) -> ForwardPlugin:
+    return ForwardPlugin(config, ctx.reactor, registry=ctx.registry, server=ctx.server)
+
+
+PLUGINS = (PluginSpec("forward", setup_forward, build=_build),)

@@ -43,6 +43,7 @@ from prometheus_client import CollectorRegistry, Gauge
 from twisted.internet import task
 
 from ..corefile import Directive, parse_duration
+from ..plugin import BuildContext, PluginSpec
 from ..zones import Fallthrough, longest_match, normalize_zone
 from .request import Request
 
@@ -301,3 +302,10 @@ class HostsPlugin:
         # The answer only changes when the file is read again.
         request.fastpath.expire_at(self._next_check)
         return response
+
+
+def _build(config: HostsConfig, ctx: BuildContext) -> HostsPlugin:
+    return HostsPlugin(config, ctx.reactor, registry=ctx.registry, server=ctx.server)
+
+
+PLUGINS = (PluginSpec("hosts", setup_hosts, build=_build),)

@@ -24,6 +24,7 @@ Store change invalidates, for the server's table of rendered answers.
 
 from __future__ import annotations
 
+import socket
 from typing import Callable, Hashable, Iterable, Union
 
 import attrs
@@ -33,13 +34,14 @@ import dns.rcode
 from twisted.internet.defer import Deferred
 from twisted.python.failure import Failure
 
-from ..cache.config import KubernetesConfig
+from ..cache.config import KubernetesConfig, setup_kubernetes
 from ..cache.store import Change, Store
+from ..plugin import BuildContext, PluginSpec
 from ..zones import longest_match
 from . import zone as zone_answers
 from .request import ANY_CHANGE, Next, Request, Result
 
-__all__ = ["KubernetesPlugin", "store_key", "invalidation_tokens"]
+__all__ = ["KubernetesPlugin", "store_key", "invalidation_tokens", "local_addresses", "PLUGINS"]
 
 #: The sync state of the Store's source: a Deferred that fires once it has
 #: synced, a function that tells, or a fixed flag.
@@ -164,3 +166,33 @@ class KubernetesPlugin:
         response.additional.extend(answer.additional)
         request.plugin = self.name
         return response
+
+
+def local_addresses(bound: Iterable[str]) -> tuple[str, ...]:
+    """This host's addresses, as CoreDNS's kubernetes plugin finds its own pod IP.
+
+    The bind addresses when given; otherwise the source address the kernel
+    picks for outside traffic (no packet is sent by a UDP connect).
+    """
+    addresses = [a for a in bound if a not in ("0.0.0.0", "::")]
+    if addresses:
+        return tuple(addresses)
+    found = []
+    for family, target in ((socket.AF_INET, "10.255.255.255"), (socket.AF_INET6, "fd00::ffff")):
+        try:
+            with socket.socket(family, socket.SOCK_DGRAM) as probe:
+                probe.connect((target, 53))
+                found.append(probe.getsockname()[0])
+        except OSError:
+            continue
+    return tuple(found)
+
+
+def _build(config: KubernetesConfig, ctx: BuildContext) -> KubernetesPlugin:
+    cache = ctx.cache_for(config.source)
+    return KubernetesPlugin(
+        config, cache.store, cache.source.synced, ctx.reactor, local_ips=local_addresses(ctx.block.bind)
+    )
+
+
+PLUGINS = (PluginSpec("kubernetes", setup_kubernetes, build=_build, in_webhook_block=True),)

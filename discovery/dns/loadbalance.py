@@ -19,6 +19,7 @@ import dns.rdatatype
 import dns.rrset
 
 from ..corefile import Directive
+from ..plugin import PluginSpec
 
 __all__ = ["LoadbalanceConfig", "setup_loadbalance", "rotations", "MAX_VARIANTS"]
 
@@ -78,3 +79,7 @@ def rotations(response: dns.message.Message) -> list[dns.message.Message] | None
         variant.set_rcode(response.rcode())
         variants.append(variant)
     return variants
+
+
+# The server renders the rotations once and hands them out (`BlockRuntime.loadbalance`).
+PLUGINS = (PluginSpec("loadbalance", setup_loadbalance, served_by_server=True),)

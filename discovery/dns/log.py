@@ -31,6 +31,7 @@ import dns.rdatatype
 
 from ..corefile import Directive
 from ..zones import in_zone, normalize_zone
+from ..plugin import PluginSpec
 
 __all__ = ["LogConfig", "setup_log", "QueryLog", "COMMON_FORMAT"]
 
@@ -168,3 +169,7 @@ class _Fields:
             return "-"
         # Unknown placeholders and metadata labels print as "-", as CoreDNS's replacer.
         return "-"
+
+
+# The server calls the block's QueryLog for each answer (`BlockRuntime.query_log`).
+PLUGINS = (PluginSpec("log", setup_log, repeatable=True, served_by_server=True),)

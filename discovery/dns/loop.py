@@ -23,6 +23,7 @@ import dns.rdatatype
 from twisted.internet import defer
 
 from ..corefile import Directive
+from ..plugin import BuildContext, PluginSpec
 from ..zones import in_zone
 from .request import Request
 from .upstream import UpstreamAddress, UpstreamError, query_once
@@ -106,6 +107,7 @@ class LoopPlugin:
         on_loop: Callable[[str], None] = _halt,
         qname: str | None = None,
         exchange: Callable[[UpstreamAddress, bytes], defer.Deferred] | None = None,
+        address: tuple[str, int] | None = None,
     ):
         self.config = config
         self.reactor = reactor
@@ -122,13 +124,17 @@ class LoopPlugin:
         self._deadline = 0.0
         self._timer = None
         self._probe: defer.Deferred | None = None
+        #: Where start() sends the probe when it is given no address.
+        self._start_address = address
 
     def start(self, address: tuple[str, int] | None = None) -> None:
         """Start probing the server at address, the block's (host, port).
 
-        Without an address, the server label names it ("dns://:1053" is
-        port 1053 on this host), as CoreDNS's first listen host and port.
+        Without an address, the one given at construction; without that,
+        the server label names it ("dns://:1053" is port 1053 on this host),
+        as CoreDNS's first listen host and port.
         """
+        address = address if address is not None else self._start_address
         host, port = address if address is not None else _address_of(self.server)
         self._address = _join_host_port(host, port)
         self._target = UpstreamAddress(host or "127.0.0.1", port)
@@ -179,3 +185,11 @@ class LoopPlugin:
             client = _join_host_port(*request.client)
             self._on_loop(loop_message(client, self._address, self.config.zone, self.qname))
         return next(request)
+
+
+def _build(config: LoopConfig, ctx: BuildContext) -> LoopPlugin:
+    # The probe goes to this block's own listener.
+    return LoopPlugin(config, ctx.reactor, registry=ctx.registry, server=ctx.server, address=ctx.address)
+
+
+PLUGINS = (PluginSpec("loop", setup_loop, build=_build),)

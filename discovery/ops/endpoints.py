@@ -29,6 +29,7 @@ from twisted.internet import defer
 from twisted.web import resource, server
 
 from ..corefile import Directive, parse_duration
+from ..plugin import PluginSpec
 
 __all__ = [
     "HealthConfig",
@@ -202,3 +203,11 @@ class HTTPEndpoints:
         return defer.gatherResults(
             [defer.maybeDeferred(p.stopListening) for p in ports.values()], consumeErrors=True
         )
+
+
+PLUGINS = (
+    PluginSpec("ready", setup_ready, in_webhook_block=True),
+    PluginSpec("health", setup_health, in_webhook_block=True),
+    # The server counts the block's queries itself (`BlockRuntime.metrics`).
+    PluginSpec("prometheus", setup_prometheus, served_by_server=True, in_webhook_block=True),
+)

@@ -41,6 +41,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge
 
 from ..config import Config, assemble
 from ..corefile import CorefileError, Directive, ServerBlockSource, parse_duration, parse_file
+from ..plugin import PluginSpec
 
 __all__ = [
     "ReloadConfig",
@@ -227,3 +228,6 @@ class CorefileWatcher:
         self.start(config)
         log.info("Reloading complete")
         return Outcome.RELOADED
+
+
+PLUGINS = (PluginSpec("reload", setup_reload, in_webhook_block=True),)

@@ -13,7 +13,7 @@ import socket
 import textwrap
 
 from discovery import __version__
-from discovery.config import supported_directives
+from discovery.plugin import names as supported_directives
 from tests.integration.dnsserver import EXAMPLES, CLIProcess, addresses, free_port, run_cli
 
 #: The demo's ClusterIP Service (manifests/examples/README.md).

@@ -240,6 +240,19 @@ def test_dns_metrics_move_with_the_queries_sent(run, tmp_path):
 
 
 @pytest_twisted.inlineCallbacks
+def test_plugin_enabled_names_the_handlers_of_blocks_with_prometheus(run, tmp_path):
+    """coredns_plugin_enabled is 1 for each plugin in the query path of a block with prometheus, per zone, and names no other directive (CoreDNS's conf.Handlers())."""
+    text = corefile(f"manifests {manifests_folder(tmp_path / 'manifests')}", extra=("cache 30", "log"))
+    # A second block on the same listener, without prometheus: not reported.
+    running = run(text + "example.org:0 {\n    bind 127.0.0.1\n    errors\n}\n")
+    scraped = yield running.metrics()
+    enabled = {(labels["zone"], labels["name"]) for labels in scraped.labels("coredns_plugin_enabled")}
+    assert enabled == {(".", name) for name in ("prometheus", "log", "cache", "kubernetes")}
+    server = {labels["server"] for labels in scraped.labels("coredns_plugin_enabled")}
+    assert server == {f"dns://127.0.0.1:{running.dns[1]}"}
+
+
+@pytest_twisted.inlineCallbacks
 def test_cache_and_forward_metrics_move_with_outside_queries(run, tmp_path):
     """An outside name asked twice is one cache miss with one upstream exchange, then one cache hit, on CoreDNS's cache and proxy metrics."""
     upstream = FakeUpstream(reactor, lambda query, proto: answer(query, f"{query.question[0].name} 30 IN A 192.0.2.1"))

@@ -2,30 +2,28 @@
 
 Keys follow CoreDNS (core/dnsserver/address.go, plugin.SplitHostPort): an
 optional dns:// scheme, a zone or a CIDR (standing for its reverse zones), an
-optional port. Directives are checked against REGISTRY, which lists them in
-CoreDNS's plugin.cfg order.
+optional port. Directives are checked against the declarations of the
+modules that implement them (`discovery.plugin`), in CoreDNS's plugin.cfg order.
 """
 
 import attrs
 import pytest
 
-from discovery.config import (
-    REGISTRY,
-    Config,
-    PluginSpec,
-    ServerBlock,
-    SetupContext,
-    load,
-    load_text,
-    setup_bind,
-    supported_directives,
-)
+import importlib
+import pkgutil
+
+import discovery
+import webhook
+from discovery import plugin
+from discovery.config import Config, ServerBlock, SetupContext, load, load_text
 from discovery.corefile import CorefileError
+from discovery.dns.bind import setup_bind
 
 #: CoreDNS's plugin.cfg order for the directives Wayfinder implements or plans to.
 PLUGIN_CFG_ORDER = [
-    "reload", "bind", "ready", "health", "prometheus", "errors", "log", "loadbalance",
-    "cache", "hosts", "kubernetes", "loop", "forward",
+    "reload", "nsid", "bufsize", "bind", "ready", "health", "prometheus", "errors", "log", "local",
+    "any", "chaos", "loadbalance", "rewrite", "autopath", "acl", "cache", "header", "minimal",
+    "template", "transfer", "hosts", "k8s_external", "kubernetes", "loop", "forward", "whoami",
 ]
 
 
@@ -173,35 +171,65 @@ def test_repeatable_directive_collects_every_line():
     assert server.bind == ("127.0.0.1", "::1", "10.0.0.1")
 
 
-def test_plugins_follow_registry_order_not_corefile_order():
-    """A block's configs are in REGISTRY order, whatever order the Corefile lists them in."""
+def test_plugins_follow_plugin_cfg_order_not_corefile_order():
+    """A block's configs are in plugin.cfg order, whatever order the Corefile lists them in."""
     [server] = load_text(".:53 {\n kubernetes cluster.local\n bind 127.0.0.1\n}\n").servers
     assert [name for name, _ in server.plugins] == ["bind", "kubernetes"]
 
 
-def test_registry_follows_coredns_plugin_cfg_order():
-    """Directives CoreDNS also has are registered in plugin.cfg order, the order a query passes them."""
-    known = [name for name in supported_directives() if name in PLUGIN_CFG_ORDER]
+def test_declared_directives_follow_coredns_plugin_cfg_order():
+    """Directives CoreDNS also has come in plugin.cfg order, the order a query passes them."""
+    known = [name for name in plugin.names() if name in PLUGIN_CFG_ORDER]
     assert known == sorted(known, key=PLUGIN_CFG_ORDER.index)
 
 
-def test_supported_directives_are_the_registry_names():
-    """supported_directives lists REGISTRY's names in order, each once, with bind and kubernetes among them."""
-    names = supported_directives()
-    assert names == [spec.name for spec in REGISTRY]
+def test_plugin_cfg_constant_is_coredns_order():
+    """PLUGIN_CFG lists CoreDNS's plugin.cfg entries in their order."""
+    cfg = list(plugin.PLUGIN_CFG)
+    assert [name for name in cfg if name in PLUGIN_CFG_ORDER] == PLUGIN_CFG_ORDER
+    assert cfg[0] == "root" and cfg[-1] == "nomad" and len(cfg) == len(set(cfg))
+
+
+def test_webhook_sits_right_after_kubernetes():
+    """The webhook directive, which CoreDNS lacks, is declared to follow kubernetes."""
+    names = plugin.names()
+    assert names[names.index("kubernetes") + 1] == "webhook"
+
+
+def test_directive_names_are_unique_and_include_bind_and_kubernetes():
+    """Each directive is declared once, bind and kubernetes among them."""
+    names = plugin.names()
     assert len(set(names)) == len(names)
     assert {"bind", "kubernetes"} <= set(names)
 
 
-def test_every_registered_setup_function_can_be_loaded():
-    """Each PluginSpec names an importable setup function."""
-    for spec in REGISTRY:
-        assert callable(spec.load()), spec.name
+def test_every_declaration_has_callable_setup_and_build():
+    """Each PluginSpec's setup is callable, and so is its build when it has one."""
+    for spec in plugin.specs():
+        assert callable(spec.setup), spec.name
+        assert spec.build is None or callable(spec.build), spec.name
 
 
-def test_plugin_spec_load_imports_the_named_function():
-    """PluginSpec.load resolves "module:function"."""
-    assert PluginSpec("bind", "discovery.config:setup_bind").load() is setup_bind
+def _all_modules():
+    for package in (discovery, webhook):
+        for info in pkgutil.walk_packages(package.__path__, f"{package.__name__}."):
+            if not info.ispkg and not info.name.endswith("__main__"):
+                yield importlib.import_module(info.name)
+
+
+def test_scan_finds_every_declaring_module():
+    """The directives found are exactly those of every module that has PLUGINS, imported or not."""
+    declared = [spec for module in _all_modules() for spec in getattr(module, "PLUGINS", ())]
+    assert sorted(spec.name for spec in declared) == sorted(plugin.names())
+    assert all(plugin.spec(spec.name) is spec for spec in declared)
+
+
+def test_order_of_a_directive_coredns_lacks_follows_its_anchor():
+    """A spec with `after` sorts just after that plugin.cfg entry and before the next."""
+    extra = plugin.PluginSpec("extra", setup_bind, after="kubernetes")
+    kubernetes = plugin.spec("kubernetes")
+    loop = plugin.spec("loop")
+    assert kubernetes.order < extra.order < loop.order
 
 
 def test_absent_directive_config_is_none():

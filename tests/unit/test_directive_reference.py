@@ -6,7 +6,7 @@ forms and options, each with an example line, plus a "Not supported:" line
 naming CoreDNS options Wayfinder refuses. These tests hold that reference
 and the parser together:
 
-- the documented directives are `supported_directives()`;
+- the documented directives are the declared ones (`discovery.plugin`);
 - every documented example loads with the real parser;
 - every name the parser treats as an option (found among the string
   constants of the directive's setup module, then probed) is documented;
@@ -25,7 +25,8 @@ import re
 import attrs
 import pytest
 
-from discovery.config import REGISTRY, load_text, supported_directives
+from discovery.config import load_text
+from discovery.plugin import names as supported_directives, spec as declared
 from discovery.corefile import CorefileError
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
@@ -192,15 +193,14 @@ def test_documented_example_loads(reference, row):
     assert outcome(text) is None, f"{row.syntax!r} documented with example {row.example}:\n{text}"
 
 
-@pytest.mark.parametrize("name", [spec.name for spec in REGISTRY])
+@pytest.mark.parametrize("name", supported_directives())
 def test_parser_accepts_no_undocumented_option(name):
     """A name the parser treats differently from an unknown option is a documented option or a refused one."""
     reference = documented(name)
-    spec = next(spec for spec in REGISTRY if spec.name == name)
     known = reference.option_names | set(reference.refused)
     unknown = outcome(with_option(reference, [UNKNOWN_OPTION]))
     undocumented = []
-    for candidate in sorted(string_constants(spec.setup.partition(":")[0]) - known):
+    for candidate in sorted(string_constants(declared(name).setup.__module__) - known):
         as_unknown = None if unknown is None else unknown.replace(UNKNOWN_OPTION, candidate)
         if outcome(with_option(reference, [candidate])) != as_unknown:
             undocumented.append(candidate)
