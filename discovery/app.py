@@ -391,8 +391,7 @@ class Application:
             kubernetes = block.plugin("kubernetes")
             if webhook is None:
                 continue
-            if kubernetes is None:
-                raise RuntimeError(f"{block.file}:{block.line}: webhook needs a kubernetes directive in the same block")
+            # config.assemble has made sure the block has a kubernetes directive.
             key = (webhook, kubernetes.source)
             server = _either(key, assembly.webhooks, self.webhooks)
             if server is None:

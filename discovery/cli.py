@@ -33,6 +33,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="default port for server blocks that name none (default: 53)",
     )
     parser.add_argument("-plugins", action="store_true", help="list the supported directives and exit")
+    parser.add_argument(
+        "-check", action="store_true",
+        help="report whether the Corefile would load, line by line, and exit (0: it would, 1: it would not); "
+             "`wayfinder check -h` for coredns-custom files",
+    )
     parser.add_argument("-version", action="store_true", help="show the version and exit")
     parser.add_argument("-quiet", action="store_true", help="quiet mode: no start-up banner, warnings and errors only")
     parser.add_argument("-pidfile", metavar="FILE", help="write the process ID to FILE")
@@ -49,6 +54,10 @@ def main(argv: list[str] | None = None) -> int:
         from .certs import main as certs_main
 
         return certs_main(argv[1:])
+    if argv and argv[0] == "check":
+        from .check import main as check_main
+
+        return check_main(argv[1:])
     args = build_parser().parse_args(argv)
     if args.version:
         print(f"Wayfinder-{__version__}")
@@ -61,6 +70,10 @@ def main(argv: list[str] | None = None) -> int:
         for name in declared.names():
             print(f"  {name}")
         return 0
+    if args.check:
+        from .check import run
+
+        return run(args.conf, (), args.dns_port, sys.stdin, sys.stdout, sys.stderr)
 
     from .logs import configure
 

@@ -160,9 +160,18 @@ def assemble(blocks: list[ServerBlockSource], file: str, dns_port: int = DEFAULT
             _check_webhook_block(block)
         all_zones = tuple(zone for zones in by_port.values() for zone in zones)
         plugins = _block_configs(block, SetupContext(all_zones, block.file, block.line))
+        _check_webhook_source(block, plugins)
         for port, zones in by_port.items():
             servers.append(ServerBlock(tuple(zones), port, block.file, block.line, plugins, transport))
     return Config(tuple(servers), file)
+
+
+def _check_webhook_source(block: ServerBlockSource, plugins: tuple[tuple[str, Any], ...]) -> None:
+    """The webhook reads the cache of its block's `kubernetes` directive: it needs one."""
+    names = {name for name, _ in plugins}
+    if "webhook" in names and "kubernetes" not in names:
+        webhook = next(d for d in block.directives if d.name == "webhook")
+        raise webhook.error("webhook: needs a kubernetes directive in the same server block (its cache feeds the webhook)")
 
 
 def _check_webhook_block(block: ServerBlockSource) -> None:

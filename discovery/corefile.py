@@ -191,9 +191,12 @@ def _tokenize(text: str, file: str, environ: Mapping[str, str]) -> list[Token]:
 class _Expander:
     """Splices ``import`` lines and collects snippets, before the tree is built."""
 
-    def __init__(self, environ: Mapping[str, str], read_file, root: str):
+    def __init__(self, environ: Mapping[str, str], read_file, root: str, find_imports=None):
         self.environ = environ
         self.read_file = read_file
+        #: (pattern, absolute pattern) -> the files an import pastes, or None
+        #: to look on disk; `wayfinder check` resolves coredns-custom files so.
+        self.find_imports = find_imports
         self.snippets: dict[str, list[Token]] = {}
         self.counter = itertools.count(1)
         #: The files ("/abs/path") and snippets ("(name)") being expanded,
@@ -295,7 +298,10 @@ class _Expander:
             return self._expand_import(f"({pattern})", pasted, depth, top_level)
         base = os.path.dirname(os.path.abspath(keyword.file))
         full = pattern if os.path.isabs(pattern) else os.path.join(base, pattern)
-        if glob.has_magic(full):
+        found = self.find_imports(pattern, full) if self.find_imports is not None else None
+        if found is not None:
+            matches = found
+        elif glob.has_magic(full):
             matches = sorted(glob.glob(full))
         elif os.path.exists(full):
             matches = [full]
@@ -303,7 +309,7 @@ class _Expander:
             raise CorefileError(keyword.file, keyword.line, f"import: no snippet or file named {pattern!r}")
         out: list[Token] = []
         for match in matches:
-            if os.path.isdir(match):
+            if found is None and os.path.isdir(match):
                 raise CorefileError(keyword.file, keyword.line, f"import: {match} is a directory")
             label = os.path.abspath(match)
             self._check_cycle(label, keyword)
@@ -414,10 +420,15 @@ def parse(
     file: str = "Corefile",
     environ: Mapping[str, str] | None = None,
     read_file=None,
+    find_imports=None,
 ) -> list[ServerBlockSource]:
-    """Parse Corefile text into server blocks. Raises CorefileError."""
+    """Parse Corefile text into server blocks. Raises CorefileError.
+
+    read_file(path) and find_imports(pattern, absolute_pattern) stand in for
+    the file system when given (find_imports returns None to fall back to it).
+    """
     environ = os.environ if environ is None else environ
-    expander = _Expander(environ, read_file or _read_text, file)
+    expander = _Expander(environ, read_file or _read_text, file, find_imports)
     tokens = expander.expand(_tokenize(text, file, environ), 0, top_level=True)
     return _server_blocks(tokens)
 

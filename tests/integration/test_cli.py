@@ -14,7 +14,7 @@ import textwrap
 
 from discovery import __version__
 from discovery.plugin import names as supported_directives
-from tests.integration.dnsserver import EXAMPLES, CLIProcess, addresses, free_port, run_cli
+from tests.integration.dnsserver import EXAMPLES, REPO, CLIProcess, addresses, free_port, run_cli
 
 #: The demo's ClusterIP Service (manifests/examples/README.md).
 FRONTEND = "frontend-svc.default.svc.cluster.local."
@@ -138,3 +138,25 @@ def test_a_port_in_use_stops_start_up(tmp_path):
         result = run_cli("-conf", str(corefile))
     assert result.returncode != 0
     assert f"127.0.0.1 port {port}" in result.stdout
+
+
+def test_check_subcommand_reports_every_line_and_exits_1_when_start_up_would_fail(tmp_path):
+    """`wayfinder check -conf FILE CUSTOM`: a line per directive, the failing ones named with file:line, exit 1; nothing is bound."""
+    corefile = tmp_path / "Corefile"
+    corefile.write_text(".:53 {\n    errors\n    etcd\n    import custom/*.override\n}\n")
+    custom = tmp_path / "coredns-custom"
+    custom.mkdir()
+    (custom / "debug.override").write_text("dnssec\n")
+    result = run_cli("check", "-conf", str(corefile), str(custom))
+    assert result.returncode == 1
+    assert f"{corefile}:2: ok:   errors" in result.stdout
+    assert f"{corefile}:3: error:   etcd" in result.stdout
+    assert f"{custom / 'debug.override'}:1: error:   dnssec" in result.stdout
+
+
+def test_check_flag_exits_0_for_a_corefile_that_would_start(tmp_path):
+    """`wayfinder -conf FILE -check`, CoreDNS-style: exit 0 for kubeadm's Corefile, without binding port 53."""
+    corefile = REPO / "tests" / "unit" / "corefiles" / "kubeadm-cache-block.Corefile"
+    result = run_cli("-conf", str(corefile), "-check")
+    assert result.returncode == 0, result.stdout
+    assert "the Corefile loads" in result.stdout

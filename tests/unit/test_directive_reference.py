@@ -118,12 +118,18 @@ def parse_reference(text: str) -> dict[str, DirectiveReference]:
 REFERENCE = parse_reference(GUIDE.read_text(encoding="utf-8"))
 
 
+#: Directives that load only beside another in their block, and that one's line.
+NEEDS = {"webhook": "kubernetes cluster.local"}
+
+
 def corefile(head: str, block: list[str]) -> str:
-    """A one-block Corefile holding the directive line and, when given, its block."""
+    """A one-block Corefile holding the directive line and, when given, its block (and what it needs, after it)."""
+    needed = NEEDS.get(head.split()[0])
+    after = f"    {needed}\n" if needed else ""
     if not block:
-        return f".:53 {{\n    {head}\n}}\n"
+        return f".:53 {{\n    {head}\n{after}}}\n"
     lines = "".join(f"        {line}\n" for line in block)
-    return f".:53 {{\n    {head} {{\n{lines}    }}\n}}\n"
+    return f".:53 {{\n    {head} {{\n{lines}    }}\n{after}}}\n"
 
 
 def with_option(reference: DirectiveReference, option_lines: list[str]) -> str:
