@@ -13,6 +13,14 @@ rotated certificate serves the next connection without a restart; a pair that
 does not load (half written, key and certificate that do not match) is logged
 once and the current one keeps serving. ``tls auto`` makes a CA and a serving
 certificate in memory for local use and logs the CA as a caBundle.
+
+DNS never waits for the webhook. A webhook whose certificate cannot be
+loaded at start (the Secret not issued yet, a pair that does not match) or
+whose port cannot be bound does not stop the process: it logs why, reports
+0 in ``wayfinder_webhook_serving``, and tries again, 1 s after the first
+failure, then twice as long each time up to 10 s, until it can listen.
+Until then nothing listens on its port (the API server's call fails
+and, with ``failurePolicy: Ignore``, the Pod is admitted unchanged).
 """
 
 from __future__ import annotations
@@ -28,7 +36,7 @@ import weakref
 
 from cryptography import x509
 from OpenSSL import SSL
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from twisted.internet.defer import Deferred, maybeDeferred, succeed
 from twisted.internet.error import CannotListenError
 from twisted.internet.interfaces import IOpenSSLServerConnectionCreator
@@ -66,6 +74,9 @@ __all__ = [
 log = logging.getLogger("wayfinder.webhook")
 
 RESULTS = ("patched", "unchanged", "invalid", "too_large", "error")
+#: Seconds before the first retry of a webhook that could not start, and the most between two.
+RETRY_FIRST = 1.0
+RETRY_MAX = 10.0
 #: Admission answers take well under a millisecond when the memo is warm.
 _DURATION_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 _AUTO_VALIDITY_DAYS = 365
@@ -153,6 +164,30 @@ class _Metrics:
             buckets=_DURATION_BUCKETS,
             registry=registry,
         )
+        self.serving = Gauge(
+            "wayfinder_webhook_serving",
+            "1 while the webhook listens with a certificate, 0 while it cannot and is retrying.",
+            ["address"],
+            registry=registry,
+        )
+        self.certificate_errors = Counter(
+            "wayfinder_webhook_certificate_errors_total",
+            "Attempts to load the webhook's certificate and key that failed, at start and on rotation.",
+            ["address"],
+            registry=registry,
+        )
+        self.listen_errors = Counter(
+            "wayfinder_webhook_listen_errors_total",
+            "Attempts to listen on the webhook's address that failed.",
+            ["address"],
+            registry=registry,
+        )
+        self.expiry = Gauge(
+            "wayfinder_webhook_certificate_expiry_timestamp_seconds",
+            "Unix time at which the certificate the webhook serves expires.",
+            ["address"],
+            registry=registry,
+        )
 
 
 #: One set of collectors per registry: several webhooks in one process share them.
@@ -224,9 +259,12 @@ def _expiry(certificate: x509.Certificate) -> str:
 class ReloadingCertificate:
     """Serves a certificate and key from files, re-read for new connections when they change."""
 
-    def __init__(self, cert_path: str, key_path: str):
+    def __init__(self, cert_path: str, key_path: str, *, loaded=None, failed=None):
         self.cert_path = cert_path
         self.key_path = key_path
+        #: Called with each certificate loaded, and after each pair that did not load.
+        self._loaded = loaded or (lambda certificate: None)
+        self._on_failure = failed or (lambda: None)
         try:
             self._signature = self._stat()
         except OSError as e:
@@ -234,6 +272,7 @@ class ReloadingCertificate:
         self._context, certificate = load_certificate_files(cert_path, key_path)
         self._failed: object = None
         log.info("serving certificate %s (expires %s)", cert_path, _expiry(certificate))
+        self._loaded(certificate)
 
     def _stat(self):
         return (_file_signature(self.cert_path), _file_signature(self.key_path))
@@ -246,6 +285,7 @@ class ReloadingCertificate:
             failure = ("stat", e.filename, e.errno)
             if failure != self._failed:
                 self._failed = failure
+                self._on_failure()
                 log.warning("keeping the current certificate: cannot read %s: %s", e.filename, e.strerror)
             return
         if signature == self._signature or signature == self._failed:
@@ -254,10 +294,12 @@ class ReloadingCertificate:
             context, certificate = load_certificate_files(self.cert_path, self.key_path)
         except CertificateError as e:
             self._failed = signature
+            self._on_failure()
             log.warning("keeping the current certificate: %s", e)
             return
         self._signature, self._context, self._failed = signature, context, None
         log.info("reloaded certificate %s (expires %s)", self.cert_path, _expiry(certificate))
+        self._loaded(certificate)
 
     def serverConnectionForTLS(self, tlsProtocol) -> SSL.Connection:
         self.refresh()
@@ -374,15 +416,63 @@ class WebhookServer:
         self.port: int | None = None
         #: The CA certificate (PEM) of `tls auto`, once started.
         self.ca_bundle: bytes | None = None
+        #: The certificate source, once one has loaded (kept across retries to listen).
+        self._certificate = None
+        self._address = _host_port(config.host, config.port)
+        #: The next attempt to start, while it cannot.
+        self._retry = None
+        self._retry_delay = RETRY_FIRST
+        #: Why the last attempt failed, so that a reason is logged once, not at every retry.
+        self._last_failure: str | None = None
+
+    @property
+    def serving(self) -> bool:
+        """Listening with a certificate (the webhook's own readiness; /ready does not wait for it)."""
+        return self._listening is not None
 
     def start(self) -> Deferred:
-        """Listen; fires once listening, or fails with CertificateError or CannotListenError."""
-        return maybeDeferred(self._listen)
+        """Listen now if it can; otherwise report why and keep trying (see the module's docstring).
+
+        Fires at once: a certificate that cannot be loaded, or a port that
+        cannot be bound, never fails it, so nothing else waits for the webhook.
+        """
+        return maybeDeferred(self._attempt)
+
+    def _attempt(self) -> None:
+        self._retry = None
+        metrics = self._metrics
+        try:
+            self._listen()
+        except (CertificateError, CannotListenError) as e:
+            kind = metrics.certificate_errors if isinstance(e, CertificateError) else metrics.listen_errors
+            kind.labels(self._address).inc()
+            metrics.serving.labels(self._address).set(0)
+            reason = str(e)
+            if reason != self._last_failure:
+                self._last_failure = reason
+                log.warning(
+                    "not serving on %s (DNS is unaffected): %s; trying again every %g s at most",
+                    self._address, reason, RETRY_MAX,
+                )
+            self._retry = self._reactor.callLater(self._retry_delay, self._attempt)
+            self._retry_delay = min(self._retry_delay * 2, RETRY_MAX)
+            return
+        self._retry_delay, self._last_failure = RETRY_FIRST, None
+        metrics.serving.labels(self._address).set(1)
 
     def _tls(self):
+        if self._certificate is not None:
+            return self._certificate
         tls = self.config.tls
         if isinstance(tls, CertificateFiles):
-            return ReloadingCertificate(tls.cert, tls.key)
+            self._certificate = ReloadingCertificate(
+                tls.cert, tls.key,
+                loaded=lambda certificate: self._metrics.expiry.labels(self._address).set(
+                    certificate.not_valid_after_utc.timestamp()
+                ),
+                failed=self._metrics.certificate_errors.labels(self._address).inc,
+            )
+            return self._certificate
         now = datetime.datetime.fromtimestamp(self._reactor.seconds(), datetime.timezone.utc)
         context, self.ca_bundle = auto_certificate(tls.names, now)
         log.info(
@@ -390,7 +480,8 @@ class WebhookServer:
             "".join(f", {n}" for n in tls.names),
             base64.b64encode(self.ca_bundle).decode("ascii"),
         )
-        return _FixedCertificate(context)
+        self._certificate = _FixedCertificate(context)
+        return self._certificate
 
     def _listen(self) -> None:
         site = _WebhookSite(_WebhookResource(self), self.config.max_request_bytes, self._reactor)
@@ -412,9 +503,13 @@ class WebhookServer:
         log.info("listening on https://%s%s", _host_port(address.host, address.port), self.config.path)
 
     def stop(self) -> Deferred:
-        """Stop listening, close open connections and stop following the Store."""
+        """Stop listening (or trying to), close open connections and stop following the Store."""
+        if self._retry is not None:
+            self._retry.cancel()
+            self._retry = None
         if self._listening is None:
             return succeed(None)
+        self._metrics.serving.labels(self._address).set(0)
         self._env.close()
         listening, self._listening = self._listening, None
         for protocol in list(self._factory.protocols):

@@ -554,3 +554,24 @@ def test_guides_overlay_without_cert_manager_registers_the_webhook(tmp_path):
         .build_server_verifier(x509.DNSName(f"{service['name']}.{service['namespace']}.svc"))
     )
     verifier.verify(leaf, [])
+
+
+WEBHOOK_README = ROOT / "webhook" / "README.md"
+
+
+def readme_registration() -> dict:
+    """The MutatingWebhookConfiguration example of webhook/README.md (the YAML block after "its registration")."""
+    text = WEBHOOK_README.read_text(encoding="utf-8")
+    match = re.search(r"its registration.*?~~~ yaml\n(.*?)~~~", text, re.S)
+    assert match, "webhook/README.md has no registration example"
+    return yaml.safe_load(match.group(1))
+
+
+def test_webhook_readme_registration_is_the_one_the_manifests_render():
+    """webhook/README.md's registration example is the cert-manager overlay's, field for field (labels aside)."""
+    example = readme_registration()
+    rendered_one = the("cert-manager", "MutatingWebhookConfiguration")
+    assert example["apiVersion"] == rendered_one["apiVersion"]
+    assert example["metadata"]["name"] == rendered_one["metadata"]["name"]
+    assert example["metadata"]["annotations"] == rendered_one["metadata"]["annotations"]
+    assert example["webhooks"] == rendered_one["webhooks"]

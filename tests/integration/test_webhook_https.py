@@ -17,6 +17,7 @@ import io
 import json
 import os
 import re
+import logging
 import socket
 import ssl
 import warnings
@@ -48,7 +49,7 @@ from discovery.cache.store import Store
 from discovery.config import load_text
 from discovery.corefile import CorefileError
 from webhook.config import AutoCertificate, CertificateFiles, WebhookConfig
-from webhook.server import CertificateError, WebhookServer
+from webhook.server import WebhookServer
 
 DATA = Path(__file__).parent / "data" / "webhook"
 #: Every network wait gives up after this many seconds, so a failure cannot hang.
@@ -599,10 +600,12 @@ async def test_rotated_files_that_do_not_load_leave_the_current_certificate_serv
 
 
 @pytest_twisted.ensureDeferred
-async def test_start_fails_naming_a_certificate_file_that_cannot_be_read(webhooks, tmp_path):
-    """A missing certificate at start-up is an error that names the file."""
-    with pytest.raises(CertificateError, match="tls.crt"):
-        await webhooks.start(tls=CertificateFiles(str(tmp_path / "tls.crt"), str(tmp_path / "tls.key")))
+async def test_a_certificate_that_cannot_be_read_is_logged_and_retried_not_raised(webhooks, tmp_path, caplog):
+    """A missing certificate at start-up does not fail start(): the log names the file, nothing listens yet."""
+    with caplog.at_level(logging.WARNING, logger="wayfinder.webhook"):
+        server = await webhooks.start(tls=CertificateFiles(str(tmp_path / "tls.crt"), str(tmp_path / "tls.key")))
+    assert not server.serving and server.port is None
+    assert any("tls.crt" in record.getMessage() for record in caplog.records)
 
 
 # --- the Corefile directive ---------------------------------------------------------------------------
