@@ -27,6 +27,7 @@ import datetime
 import ipaddress
 import os
 import re
+import stat
 import sys
 import tempfile
 from typing import Sequence
@@ -229,6 +230,38 @@ def _write(directory: str, name: str, data: bytes, mode: int) -> str:
     return path
 
 
+def check_directory(directory: str) -> None:
+    """Refuse a -dir this user does not own or cannot write, before anything is made. Raises CertsError.
+
+    The keys are written readable by their owner only (0600). Written by
+    another user than the folder's (the image's UID 65532 into a mounted
+    folder of the operator's), they would be keys the folder's owner cannot
+    read; into a folder the user cannot write, nothing could be written.
+    """
+    existing = os.path.abspath(directory)
+    while not os.path.exists(existing):
+        existing = os.path.dirname(existing)
+    try:
+        st = os.stat(existing)
+    except OSError as e:
+        raise CertsError(f"cannot use {existing}: {e.strerror}") from None
+    uid = os.geteuid()
+    hint = (
+        "run as the folder's owner (in a container: docker run --user \"$(id -u):$(id -g)\" ...), "
+        "or give -dir a folder of your own"
+    )
+    # A folder made here belongs to this user; inside a shared sticky folder
+    # (/tmp) that is what the user wants. Elsewhere it must be the user's own.
+    shared = existing != os.path.abspath(directory) and st.st_mode & stat.S_ISVTX
+    if st.st_uid != uid and not shared:
+        raise CertsError(
+            f"{existing} belongs to UID {st.st_uid} and this runs as UID {uid}: the keys would be "
+            f"written readable by UID {uid} only; {hint}"
+        )
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise CertsError(f"cannot write to {existing} (mode {st.st_mode & 0o777:04o}); {hint}")
+
+
 def _build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="wayfinder certs",
@@ -262,6 +295,7 @@ def main(argv: list[str]) -> int:
         if args.days < 1 or args.ca_days < 1:
             raise CertsError("-days and -ca-days must be at least 1")
         names = service_dns_names(args.service, args.namespace, args.cluster_domain)
+        check_directory(args.dir)
         os.makedirs(args.dir, mode=0o700, exist_ok=True)
         ca_cert_path, ca_key_path = os.path.join(args.dir, CA_CERT), os.path.join(args.dir, CA_KEY)
         existing = [path for path in (ca_cert_path, ca_key_path) if os.path.exists(path)]

@@ -888,10 +888,33 @@ class ApiSource:
 _EXPECTED_ERRORS = (ApiException, urllib3.exceptions.HTTPError, OSError, ValueError, WatchError)
 
 
+#: An API error's message is logged up to this many characters (one line, bounded).
+_MAX_STATUS_MESSAGE = 500
+
+
 def _describe(error: BaseException) -> str:
+    """One log line's worth: the HTTP status and, for an API error, the Status message the API sent.
+
+    The message says what an operator must fix ("services is forbidden:
+    User \"system:serviceaccount:kube-system:wayfinder\" cannot list ...").
+    """
     if isinstance(error, ApiException):
-        return f"HTTP {error.status} {error.reason or ''}".strip()
+        status = f"HTTP {error.status} {error.reason or ''}".strip()
+        message = _status_message(error.body)
+        return f"{status}: {message}" if message else status
     return f"{type(error).__name__}: {error}"
+
+
+def _status_message(body) -> str:
+    """The `message` of a Kubernetes Status body, on one line; empty when the body is not one."""
+    try:
+        status = json.loads(body) if body else None
+    except (TypeError, ValueError):
+        return ""
+    message = status.get("message") if isinstance(status, dict) else None
+    if not isinstance(message, str):
+        return ""
+    return " ".join(message.split())[:_MAX_STATUS_MESSAGE]
 
 
 def _lines(response) -> Iterator[bytes]:

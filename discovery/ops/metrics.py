@@ -17,7 +17,14 @@ import bisect
 import platform
 from typing import Iterable
 
-from prometheus_client import CollectorRegistry, Gauge, GCCollector, PlatformCollector, ProcessCollector
+from prometheus_client import (
+    CollectorRegistry,
+    Gauge,
+    GCCollector,
+    PlatformCollector,
+    ProcessCollector,
+    disable_created_metrics,
+)
 from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily
 from prometheus_client.registry import Collector
 
@@ -44,6 +51,10 @@ def qtype_label(qtype: int) -> str:
 
 def new_registry() -> CollectorRegistry:
     """A registry with the process-wide metrics (build info) registered."""
+    # CoreDNS exports no *_created series; prometheus_client would add one
+    # per counter and histogram child (56 on kubeadm's Corefile). The switch
+    # is process-wide, as the registry is for the process.
+    disable_created_metrics()
     registry = CollectorRegistry(auto_describe=True)
     # process_* (CPU, memory, file descriptors) as CoreDNS's dashboards read them.
     ProcessCollector(registry=registry)

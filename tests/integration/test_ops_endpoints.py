@@ -8,6 +8,7 @@ fed by a manifests folder or by the fake API server; the lameduck test runs
 from __future__ import annotations
 
 import pathlib
+import re
 import time
 
 import dns.rcode
@@ -250,6 +251,19 @@ def test_plugin_enabled_names_the_handlers_of_blocks_with_prometheus(run, tmp_pa
     assert enabled == {(".", name) for name in ("prometheus", "log", "cache", "kubernetes")}
     server = {labels["server"] for labels in scraped.labels("coredns_plugin_enabled")}
     assert server == {f"dns://127.0.0.1:{running.dns[1]}"}
+
+
+@pytest_twisted.inlineCallbacks
+def test_no_created_series_are_exported(run, tmp_path):
+    """CoreDNS has no *_created series: after answering, no line of /metrics names one (prometheus_client's are off)."""
+    running = run(corefile(f"manifests {manifests_folder(tmp_path / 'manifests')}", extra=["cache 30"]))
+    yield poll_until(reactor, lambda: running.get("/ready"), ready_is(200))
+    yield running.ask(WEB_NAME)
+    code, text = yield running.get("/metrics")
+    assert code == 200
+    counters = re.findall(r"^# TYPE (\S+) counter$", text, re.M)
+    assert "coredns_dns_requests_total" in counters
+    assert re.findall(r"^\w+_created\b.*$", text, re.M) == []
 
 
 @pytest_twisted.inlineCallbacks

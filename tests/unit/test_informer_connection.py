@@ -1,11 +1,12 @@
-"""How the API source connects: kubeconfig, endpoint with TLS files, or the in-cluster service account."""
+"""How the API source connects (kubeconfig, endpoint with TLS files, or the in-cluster service account), and how its failures read in the log."""
 
 from __future__ import annotations
 
 import pytest
+from kubernetes.client.exceptions import ApiException
 
 from discovery.cache.config import SourceConfig, TLSFiles
-from discovery.cache.informer import ApiSourceError, client_configuration
+from discovery.cache.informer import ApiSourceError, _describe, client_configuration
 
 KUBECONFIG = """\
 apiVersion: v1
@@ -85,3 +86,24 @@ def test_in_cluster_outside_a_pod_is_an_error_saying_so(tmp_path):
     """Without the service environment, start-up fails naming the in-cluster source."""
     with pytest.raises(ApiSourceError, match="in-cluster"):
         client_configuration(SourceConfig(), environ={}, token_file=str(tmp_path / "t"), ca_file=str(tmp_path / "c"))
+
+
+def test_an_api_error_is_described_with_the_apis_message():
+    """A 403 is logged with the Status message the API sent (what RBAC lacks), not only 'HTTP 403 Forbidden'."""
+    error = ApiException(status=403, reason="Forbidden")
+    error.body = (
+        b'{"kind":"Status","apiVersion":"v1","status":"Failure","message":"services is forbidden: '
+        b'User \\"system:serviceaccount:kube-system:wayfinder\\" cannot list resource \\"services\\" in API group '
+        b'\\"\\" at the cluster scope","reason":"Forbidden","code":403}'
+    )
+    assert _describe(error) == (
+        'HTTP 403 Forbidden: services is forbidden: User "system:serviceaccount:kube-system:wayfinder" '
+        'cannot list resource "services" in API group "" at the cluster scope'
+    )
+
+
+def test_an_api_error_without_a_status_body_is_its_http_status():
+    """A body that is not a Status (a proxy's HTML page) leaves the line at the HTTP status."""
+    error = ApiException(status=502, reason="Bad Gateway")
+    error.body = b"<html>bad gateway</html>"
+    assert _describe(error) == "HTTP 502 Bad Gateway"
