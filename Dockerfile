@@ -15,7 +15,9 @@ FROM ${PYTHON_IMAGE} AS build
 RUN python -m venv --copies /opt/wayfinder
 WORKDIR /src
 COPY . .
-RUN /opt/wayfinder/bin/pip install --no-cache-dir --disable-pip-version-check .
+# constraints.txt pins every dependency: two builds of one commit install
+# the same software, whenever they run.
+RUN /opt/wayfinder/bin/pip install --no-cache-dir --disable-pip-version-check -c constraints.txt .
 
 FROM ${PYTHON_IMAGE}
 COPY --from=build /opt/wayfinder /opt/wayfinder

@@ -11,6 +11,7 @@ without any capability of its own, as kubeadm's securityContext runs it.
 
 from __future__ import annotations
 
+import json
 import os
 import pathlib
 import re
@@ -184,7 +185,8 @@ def test_build_context_holds_what_pip_install_needs_and_nothing_else(tmp_path):
     for needed in ("pyproject.toml", "setup.cfg", "README.md", "discovery/__init__.py", "discovery/cli.py",
                    "discovery/dns/README.md", "webhook/__init__.py"):
         assert needed in copied
-    assert {path.split("/")[0] for path in copied} == {"pyproject.toml", "setup.cfg", "README.md", "discovery", "webhook"}
+    assert {path.split("/")[0] for path in copied} == {
+        "pyproject.toml", "setup.cfg", "constraints.txt", "README.md", "discovery", "webhook"}
     assert not [path for path in copied if "__pycache__" in path or path.endswith((".pyc", ".pyo"))]
 
 
@@ -194,6 +196,35 @@ def test_build_stage_installs_the_context_with_pip(build):
     result = run_installed(venv, "wayfinder", "-version", cwd=venv)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == f"Wayfinder-{__version__}"
+
+
+def pinned() -> dict[str, str]:
+    """constraints.txt as {normalised name: version}."""
+    pins = {}
+    for line in (ROOT / "constraints.txt").read_text().splitlines():
+        line = line.split("#", 1)[0].strip()
+        if line:
+            name, _, version = line.partition("==")
+            assert version, f"constraints.txt: {line!r} is not NAME==VERSION"
+            pins[re.sub(r"[-_.]+", "-", name).lower()] = version
+    return pins
+
+
+def test_build_installs_exactly_the_pinned_versions(build):
+    """Every package the build stage installs (but Wayfinder and pip's own) is in constraints.txt, at that version."""
+    _, venv = build
+    result = run_installed(venv, "python", "-m", "pip", "list", "--format=json", cwd=venv)
+    assert result.returncode == 0, result.stderr
+    pins = pinned()
+    installed = {re.sub(r"[-_.]+", "-", p["name"]).lower(): p["version"] for p in json.loads(result.stdout)}
+    for name in ("wayfinder", "pip", "setuptools", "wheel"):
+        installed.pop(name, None)
+    assert installed and {name: pins.get(name) for name in installed} == installed
+
+
+def test_tests_run_installs_with_the_same_pins():
+    """tests/run installs the test environment with -c constraints.txt, so the tests run what the image ships."""
+    assert "pip install -q -c constraints.txt -e '.[test]'" in (ROOT / "tests" / "run").read_text()
 
 
 def test_installed_package_imports_every_module(build):

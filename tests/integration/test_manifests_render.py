@@ -575,3 +575,96 @@ def test_webhook_readme_registration_is_the_one_the_manifests_render():
     assert example["metadata"]["name"] == rendered_one["metadata"]["name"]
     assert example["metadata"]["annotations"] == rendered_one["metadata"]["annotations"]
     assert example["webhooks"] == rendered_one["webhooks"]
+
+
+# --- dns-autoscaler ---------------------------------------------------------------------------------
+
+AUTOSCALER = "dns-autoscaler"
+#: kube-up's and the Kubernetes documentation's dns-autoscaler for CoreDNS ("Autoscale the DNS Service in a Cluster").
+COREDNS_AUTOSCALER_PARAMS = {
+    "linear": {"coresPerReplica": 256, "nodesPerReplica": 16, "preventSinglePointFailure": True,
+               "includeUnschedulableNodes": True},
+}
+
+
+def autoscaler_arguments() -> dict[str, str]:
+    (autoscaler,) = the(AUTOSCALER, "Deployment", "wayfinder-autoscaler")["spec"]["template"]["spec"]["containers"]
+    arguments = {}
+    for argument in autoscaler["command"][1:]:
+        key, _, value = argument.partition("=")
+        arguments[key] = value
+    return arguments
+
+
+def test_autoscaler_overlay_renders_schema_valid_into_kube_system():
+    """The dns-autoscaler overlay renders; every object is valid for the oldest and newest Kubernetes and lands in kube-system."""
+    failures = []
+    for document in rendered(AUTOSCALER):
+        if document["kind"] not in {"ClusterRole", "ClusterRoleBinding"}:
+            assert document["metadata"]["namespace"] == NAMESPACE, document["metadata"]
+        for version in KUBERNETES_VERSIONS:
+            try:
+                kubernetes_validate.validate(document, version, strict=True)
+            except kubernetes_validate.ValidationError as error:
+                failures.append(f"{version} {document['kind']}/{document['metadata']['name']}: {error.message}")
+    assert not failures, "\n".join(failures)
+
+
+def test_autoscaler_overlay_labels_everything_but_kube_dns():
+    """The rollback's label reaches the autoscaler's objects too, and still spares kube-dns."""
+    key, value = OWNER_LABEL
+    for document in rendered(AUTOSCALER):
+        labels = document["metadata"].get("labels", {})
+        wanted = (document["kind"], document["metadata"]["name"]) != ("Service", "kube-dns")
+        assert (labels.get(key) == value) == wanted, f"{document['kind']}/{document['metadata']['name']}"
+
+
+def test_autoscaler_scales_wayfinder_with_corednss_linear_defaults():
+    """--target is Deployment wayfinder in kube-system; --default-params are CoreDNS's dns-autoscaler's, linear mode."""
+    arguments = autoscaler_arguments()
+    assert arguments["--target"].lower() == "deployment/wayfinder"
+    assert arguments["--namespace"] == NAMESPACE
+    assert yaml.safe_load(arguments["--default-params"]) == COREDNS_AUTOSCALER_PARAMS
+    the(AUTOSCALER, "Deployment", "wayfinder")
+
+
+def test_applying_the_autoscaler_overlay_never_resets_the_replica_count():
+    """Deployment wayfinder has no spec.replicas, so `kubectl apply -k` leaves the autoscaler's count alone; the rest is dns-only's."""
+    deployment = the(AUTOSCALER, "Deployment", "wayfinder")
+    assert "replicas" not in deployment["spec"]
+    dns_only = the("dns-only", "Deployment")
+    assert {k: v for k, v in dns_only["spec"].items() if k != "replicas"} == deployment["spec"]
+    wayfinders = [d for d in rendered(AUTOSCALER) if d["metadata"]["name"] != "wayfinder-autoscaler"
+                  and d["metadata"]["name"] != "system:wayfinder-autoscaler" and d["kind"] != "Deployment"]
+    assert wayfinders == [d for d in rendered("dns-only") if d["kind"] != "Deployment"]
+
+
+def test_autoscaler_may_scale_wayfinder_and_nothing_else():
+    """Cluster-wide it only lists and watches nodes; in kube-system it gets and updates the scale of wayfinder, and its ConfigMap."""
+    (cluster_rule,) = the(AUTOSCALER, "ClusterRole", "system:wayfinder-autoscaler")["rules"]
+    assert (cluster_rule["apiGroups"], cluster_rule["resources"], sorted(cluster_rule["verbs"])) == (
+        [""], ["nodes"], ["list", "watch"])
+    scale, configmaps = the(AUTOSCALER, "Role", "wayfinder-autoscaler")["rules"]
+    assert (scale["resources"], scale["resourceNames"], sorted(scale["verbs"])) == (
+        ["deployments/scale"], ["wayfinder"], ["get", "update"])
+    assert (configmaps["resources"], sorted(configmaps["verbs"])) == (["configmaps"], ["create", "get"])
+    for kind, name in (("ClusterRoleBinding", "system:wayfinder-autoscaler"), ("RoleBinding", "wayfinder-autoscaler")):
+        (subject,) = the(AUTOSCALER, kind, name)["subjects"]
+        assert (subject["name"], subject["namespace"]) == ("wayfinder-autoscaler", NAMESPACE)
+
+
+def test_autoscaler_container_is_unprivileged():
+    """Non-root, no escalation, read-only root filesystem, every capability dropped."""
+    spec = the(AUTOSCALER, "Deployment", "wayfinder-autoscaler")["spec"]["template"]["spec"]
+    assert spec["securityContext"]["runAsNonRoot"] is True and spec["securityContext"]["runAsUser"] != 0
+    (autoscaler,) = spec["containers"]
+    context = autoscaler["securityContext"]
+    assert context["allowPrivilegeEscalation"] is False and context["readOnlyRootFilesystem"] is True
+    assert context["capabilities"] == {"drop": ["ALL"]}
+
+
+def test_cert_manager_labels_the_secret_it_issues():
+    """The Certificate's secretTemplate gives the issued Secret the label the rollback deletes by."""
+    certificate = the("cert-manager", "Certificate")
+    key, value = OWNER_LABEL
+    assert certificate["spec"]["secretTemplate"]["labels"][key] == value
