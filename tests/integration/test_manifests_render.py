@@ -475,6 +475,13 @@ def test_webhook_certificate_comes_from_the_tls_secret(overlay):
         assert volume_mounted_at(overlay, directory)["secret"]["secretName"] == "wayfinder-webhook-tls"
 
 
+@pytest.mark.parametrize("overlay", ("base", "cert-manager"))
+def test_a_missing_webhook_secret_does_not_keep_dns_pods_from_starting(overlay):
+    """The Secret volume is optional: without the Secret the Pod starts, DNS serves, and the webhook retries until it appears."""
+    tls = plugin(overlay, "webhook").tls
+    assert volume_mounted_at(overlay, os.path.dirname(tls.cert))["secret"]["optional"] is True
+
+
 def test_dns_only_has_no_webhook():
     """dns-only registers no webhook, has no webhook Service, port, Corefile block or certificate to mount."""
     assert not objects("dns-only", "MutatingWebhookConfiguration")
