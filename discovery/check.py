@@ -142,6 +142,9 @@ def _start_up_errors(blocks: list[ServerBlockSource], file: str, dns_port: int) 
                 # Nothing left to try, or the error is at no line we can set aside.
                 break
             blocks = remaining
+        except Exception as error:  # a bug in a setup function: reported, never a crash
+            errors.append(CorefileError(file, 0, f"unexpected error while loading (a bug; please report it): {error!r}"))
+            break
     return errors
 
 
@@ -251,14 +254,26 @@ def corefile_from(text: str, file: str) -> str:
     return data["Corefile"]
 
 
+#: No Corefile or ConfigMap is near this size (the API server stores at most 1.5 MiB per object).
+MAX_INPUT_BYTES = 16 * 1024 * 1024
+
+
+def _bounded_text(stream, name: str) -> str:
+    data = stream.read(MAX_INPUT_BYTES + 1)
+    if len(data) > MAX_INPUT_BYTES:
+        raise InputError(f"{name}: larger than {MAX_INPUT_BYTES // (1024 * 1024)} MiB; not a Corefile")
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise InputError(f"{name}: not UTF-8 text") from None
+
+
 def _read(path: str) -> str:
     try:
-        with open(path, encoding="utf-8") as f:
-            return f.read()
+        with open(path, "rb") as f:
+            return _bounded_text(f, path)
     except OSError as e:
         raise InputError(f"cannot read {path}: {e.strerror}") from None
-    except UnicodeDecodeError:
-        raise InputError(f"{path}: not UTF-8 text") from None
 
 
 def read_custom(paths: Iterable[str]) -> dict[str, str]:
@@ -282,6 +297,16 @@ def read_custom(paths: Iterable[str]) -> dict[str, str]:
             for key, value in data.items():
                 custom[f"{base}/{key}"] = value
     return custom
+
+
+class _Encoded:
+    """A text stream read as bytes (for a stdin without a binary buffer, as in tests)."""
+
+    def __init__(self, stream: TextIO):
+        self._stream = stream
+
+    def read(self, size: int) -> bytes:
+        return self._stream.read(size).encode("utf-8")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -315,7 +340,7 @@ def run(conf: str, custom_paths: Iterable[str], dns_port: int, stdin: TextIO, st
     """Check one Corefile and print the report; the exit status."""
     try:
         if conf == "-":
-            file, text = "stdin", stdin.read()
+            file, text = "stdin", _bounded_text(getattr(stdin, "buffer", None) or _Encoded(stdin), "stdin")
         else:
             file, text = conf, _read(conf)
         corefile = corefile_from(text, file)

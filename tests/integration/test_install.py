@@ -266,6 +266,14 @@ def test_image_is_a_slim_python_311():
         assert re.fullmatch(r"python:3\.11(\.\d+)?-slim(-\w+)?", image), image
 
 
+def test_guide_names_the_dockerfiles_base_image():
+    """docs/operators-guide.md's "Build the image" names the image the Dockerfile starts from, tag and all."""
+    (image,) = {stage[0][1].split()[0] for stage in dockerfile_stages()}
+    guide = (ROOT / "docs" / "operators-guide.md").read_text(encoding="utf-8")
+    section = guide[guide.index("## Build the image"):guide.index("## Check your Corefile")]
+    assert f"`{image}`" in section
+
+
 def test_image_runs_as_a_numeric_non_root_user():
     """USER is numeric (the kubelet checks runAsNonRoot on it) and not 0, and matches the manifests' runAsUser."""
     (user,) = instructions(dockerfile_stages()[-1], "USER")

@@ -180,3 +180,32 @@ def test_check_keeps_no_list_of_directives():
     source = pathlib.Path(check.__file__).read_text()
     for name in ("kubernetes", "forward", "hosts", "loadbalance"):
         assert f'"{name}"' not in source
+
+
+def test_input_that_is_not_utf8_is_a_usage_error(tmp_path):
+    """A binary file given as the Corefile is exit status 2 with a message, not a traceback."""
+    corefile = tmp_path / "Corefile"
+    corefile.write_bytes(b"\xff\xfe\x00binary")
+    err = io.StringIO()
+    assert run(str(corefile), (), 53, io.StringIO(), io.StringIO(), err) == 2
+    assert "not UTF-8" in err.getvalue()
+
+
+def test_oversized_input_is_refused_without_reading_it_all(tmp_path):
+    """Standard input over the size limit is exit status 2: memory stays bounded."""
+    huge = io.BytesIO(b"#" * (check.MAX_INPUT_BYTES + 10))
+    stdin = io.TextIOWrapper(huge)
+    err = io.StringIO()
+    assert run("-", (), 53, stdin, io.StringIO(), err) == 2
+    assert "larger than" in err.getvalue()
+
+
+def test_a_bug_in_a_setup_function_is_reported_not_raised(monkeypatch):
+    """An exception other than CorefileError while loading is one reported error (exit 1), never a crash."""
+    def broken(*args, **kwargs):
+        raise ValueError("boom")
+
+    monkeypatch.setattr(check, "assemble", broken)
+    report = check_text(".:53 {\n    errors\n}\n", "Corefile")
+    assert report.exit_status == 1
+    assert any("ValueError('boom')" in message for message in report.other_errors)
