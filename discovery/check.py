@@ -16,13 +16,15 @@ key is read. coredns-custom files (AKS and k3s mount that ConfigMap at
 the ConfigMap's YAML: an ``import`` is matched by file name against them.
 
 Exit status: 0 when the Corefile would start (departures are reported, not
-failed), 1 when it would not, 2 for a usage error.
+failed), 1 when it would not, 2 for a usage error. ``-format json`` prints
+the same report as one JSON object.
 """
 
 from __future__ import annotations
 
 import argparse
 import fnmatch
+import json
 import os
 import sys
 from typing import Iterable, Mapping, TextIO
@@ -77,6 +79,28 @@ class Report:
     @property
     def exit_status(self) -> int:
         return EXIT_LOADS if self.loads else EXIT_FAILS
+
+    def to_json(self) -> dict:
+        """The report as plain data (`-format json`), for pipelines that read it."""
+        return {
+            "loads": self.loads,
+            "errors": self.errors,
+            "other_errors": list(self.other_errors),
+            "lines": [
+                {
+                    "file": line.file,
+                    "line": line.line,
+                    "text": line.text,
+                    "depth": line.depth,
+                    "status": line.status,
+                    "errors": list(line.errors),
+                    "departures": [
+                        {"key": d.key, "text": d.text, "source": d.source} for d in line.departures
+                    ],
+                }
+                for line in self.lines
+            ],
+        }
 
     def render(self) -> str:
         out = [f"error: {message}" for message in self.other_errors]
@@ -333,10 +357,20 @@ def build_parser() -> argparse.ArgumentParser:
         "-dns.port", dest="dns_port", type=int, default=DEFAULT_DNS_PORT, metavar="N",
         help="default port for server blocks that name none (default: 53)",
     )
+    parser.add_argument("-format", choices=("text", "json"), default="text",
+                        help="the report as text lines (default) or one JSON object")
     return parser
 
 
-def run(conf: str, custom_paths: Iterable[str], dns_port: int, stdin: TextIO, stdout: TextIO, stderr: TextIO) -> int:
+def run(
+    conf: str,
+    custom_paths: Iterable[str],
+    dns_port: int,
+    stdin: TextIO,
+    stdout: TextIO,
+    stderr: TextIO,
+    output: str = "text",
+) -> int:
     """Check one Corefile and print the report; the exit status."""
     try:
         if conf == "-":
@@ -349,10 +383,15 @@ def run(conf: str, custom_paths: Iterable[str], dns_port: int, stdin: TextIO, st
         print(f"wayfinder check: {e}", file=stderr)
         return EXIT_USAGE
     report = check_text(corefile, file, custom, dns_port)
-    stdout.write(report.render())
+    if output == "json":
+        stdout.write(json.dumps(report.to_json(), indent=2) + "\n")
+    else:
+        stdout.write(report.render())
     return report.exit_status
 
 
 def main(argv: list[str]) -> int:
     args = build_parser().parse_args(argv)
-    return run(args.conf, [*args.custom, *args.custom_option], args.dns_port, sys.stdin, sys.stdout, sys.stderr)
+    return run(
+        args.conf, [*args.custom, *args.custom_option], args.dns_port, sys.stdin, sys.stdout, sys.stderr, args.format
+    )

@@ -12,6 +12,7 @@ and a last row ``exit N``.
 from __future__ import annotations
 
 import io
+import json
 import os
 import pathlib
 import re
@@ -209,3 +210,16 @@ def test_a_bug_in_a_setup_function_is_reported_not_raised(monkeypatch):
     report = check_text(".:53 {\n    errors\n}\n", "Corefile")
     assert report.exit_status == 1
     assert any("ValueError('boom')" in message for message in report.other_errors)
+
+
+def test_json_report_holds_every_line_with_its_status():
+    """-format json: one object with loads, the error count, and each line's status, errors and departure keys."""
+    out = io.StringIO()
+    text = ".:1053 {\n    loadbalance\n    dnssec\n}\n"
+    status = run("-", (), 53, io.StringIO(text), out, io.StringIO(), "json")
+    assert status == 1
+    report = json.loads(out.getvalue())
+    assert (report["loads"], report["errors"]) == (False, 1)
+    rows = [(line["line"], line["status"], [d["key"] for d in line["departures"]]) for line in report["lines"]]
+    assert rows == [(1, "ok", []), (2, "differs", ["loadbalance/rotations"]), (3, "error", [])]
+    assert "unknown directive 'dnssec'" in report["lines"][2]["errors"][0]
