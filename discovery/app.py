@@ -215,8 +215,9 @@ class Application:
         Sockets, caches and plugin instances whose configuration did not
         change are kept, so no query in flight is dropped and no cache is
         emptied. Raises, with the running configuration untouched, when
-        something the new one needs cannot be made (a port in use, a
-        source without credentials, unreadable certificates).
+        something the new one needs cannot be made (a DNS or HTTP port in
+        use, a source without credentials). A new webhook whose certificate
+        or port is not usable yet does not fail it: it retries on its own.
         """
         self._build(config)
         self.config = config

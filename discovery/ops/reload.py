@@ -220,8 +220,8 @@ class CorefileWatcher:
             config = assemble(blocks, self.path, self.dns_port)
             self._apply(config)
         except Exception as error:
-            # Whatever the new configuration needed (a setting, a port, a
-            # certificate), the running one is intact: say so and go on.
+            # Whatever the new configuration needed (a setting, a port), the
+            # running one is intact: say so and go on.
             log.error("Corefile changed but reload failed: %s", error)
             self._failures.inc()
             return Outcome.FAILED
