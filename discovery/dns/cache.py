@@ -589,6 +589,29 @@ class CachePlugin:
 
     # -- serving
 
+    def transparent(self, name: str, qtype: int, answer) -> bool:
+        """Would this cache pass the question on and send the next plugin's answer as is?
+
+        For the server's fast route (`BlockRuntime.fast_plugin`); answer
+        is the `discovery.dns.zone.Answer` the next plugin gives. Yes when
+        the name is outside our zones, or when neither kind of answer is
+        kept for it and the TTL cap (`_write`) leaves every TTL as it is.
+        """
+        config = self.config
+        if longest_match(config.zones, name) is None:
+            return True
+        if longest_match(config.success_disabled, name) is None or longest_match(config.denial_disabled, name) is None:
+            return False
+        ttls = {rrset.ttl for section in (answer.answer, answer.authority, answer.additional) for rrset in section}
+        if len(ttls) != 1 or answer.rcode not in (dns.rcode.NOERROR, dns.rcode.NXDOMAIN):
+            return False
+        (ttl,) = ttls
+        if answer.rcode == dns.rcode.NOERROR and answer.answer:
+            low, high = config.success_min_ttl, config.success_ttl
+        else:
+            low, high = config.denial_min_ttl, config.denial_ttl
+        return min(max(ttl, low), high) == ttl
+
     def serve(self, request: Request, next):
         name = request.name
         if longest_match(self.config.zones, name) is None:

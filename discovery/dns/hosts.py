@@ -270,6 +270,13 @@ class HostsPlugin:
     def _addresses(self, name: str, v6: bool) -> list[str]:
         return self.file.addresses(name, v6) + self.inline.addresses(name, v6)
 
+    def transparent(self, name: str, qtype: int, answer) -> bool:
+        """Would this plugin pass the question on? (The server's fast route, as `serve` decides.)"""
+        if qtype == dns.rdatatype.PTR:
+            address = address_from_reverse(name)
+            return not address or not (self.file.names.get(address) or self.inline.names.get(address))
+        return longest_match(self.config.zones, name) is None
+
     def serve(self, request: Request, next):
         name = request.name
         qtype = request.qtype

@@ -118,6 +118,25 @@ class KubernetesPlugin:
             return self._chase(request, answer, zone)
         return self._respond(request, answer)
 
+    def fast_answer(self, qname, name: str, qtype: int):
+        """What `serve` answers, when that is the zone function's answer as is; else None.
+
+        For the server's fast route (`DNSServer.fast_miss`): returns
+        (answer, authoritative, dependency tokens). None whenever `serve`
+        would do more than answer from the zone function: not synced yet,
+        an NXDOMAIN that falls through, an ExternalName target to chase,
+        a name outside our zones.
+        """
+        zone = longest_match(self._config.zones, name)
+        if zone is None or not self._has_synced():
+            return None
+        answer = zone_answers.answer(qname, qtype, self._store, self._options, zone)
+        if answer.chase is not None:
+            return None
+        if answer.rcode == dns.rcode.NXDOMAIN and self._config.fallthrough.through(name):
+            return None
+        return answer, _authoritative(answer), self._tokens(answer.dependencies)
+
     def _tokens(self, dependencies: Iterable[Hashable]) -> list[tuple]:
         key = self._key
         return [(key, token) for token in dependencies]
@@ -156,9 +175,7 @@ class KubernetesPlugin:
 
     def _respond(self, request: Request, answer: zone_answers.Answer) -> dns.message.Message:
         response = request.reply()
-        # CoreDNS writes REFUSED (zone transfers) through the server's error
-        # path, which does not claim authority; every other answer is ours.
-        if answer.rcode != dns.rcode.REFUSED:
+        if _authoritative(answer):
             response.flags |= dns.flags.AA
         response.set_rcode(answer.rcode)
         response.answer.extend(answer.answer)
@@ -166,6 +183,12 @@ class KubernetesPlugin:
         response.additional.extend(answer.additional)
         request.plugin = self.name
         return response
+
+
+def _authoritative(answer: zone_answers.Answer) -> bool:
+    # CoreDNS writes REFUSED (zone transfers) through the server's error
+    # path, which does not claim authority; every other answer is ours.
+    return answer.rcode != dns.rcode.REFUSED
 
 
 def local_addresses(bound: Iterable[str]) -> tuple[str, ...]:

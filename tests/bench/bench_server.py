@@ -1,14 +1,22 @@
-"""Per-query CPU cost in the server, with and without the table of rendered answers.
+"""Per-query CPU cost in the server: answers not in the table, and answers from it.
 
     python -m tests.bench.bench_server [--services 10000] [--queries 20000]
 
 In-process, no sockets: datagrams go straight into the server's UDP protocol
 (the send is a no-op), with the kubernetes plugin over a Store of SERVICES
-Services and the DNS metrics on, as in the kubeadm Corefile. Printed:
-microseconds per query on the full path (parse, plugin chain, render: what
-every query cost before the table existed, measured here by emptying the
-table before each query) and from the table (the same questions asked
-again), and the ratio. Asserts nothing.
+Services and the DNS metrics on, as in the kubeadm Corefile. Printed,
+microseconds per query:
+
+* every name new: unique search-path NXDOMAIN names, never asked before
+  (the fast route: zone function + wire renderer);
+* existing names, table emptied before each query: A and SRV of Services
+  (what a miss costs after eviction or a change);
+* the former mix (A, SRV, search-list NXDOMAIN, table emptied before
+  each), on the fast route and, for comparison, on the full dnspython path
+  (`--no-fast` forces it for every row);
+* from the table (the same questions asked again).
+
+Asserts nothing.
 """
 
 from __future__ import annotations
@@ -42,6 +50,27 @@ def queries(services: int, count: int) -> list[bytes]:
     return wires
 
 
+def unique_nxdomain(services: int, count: int, salt: str = "") -> list[bytes]:
+    """Names as a Pod's search path makes them for outside names: each one new."""
+    return [
+        dns.message.make_query(
+            f"host-{salt}{n}.example.ns-{n % 100}.svc.cluster.local.", "A", use_edns=0, id=n % 65536
+        ).to_wire()
+        for n in range(count)
+    ]
+
+
+def existing(services: int, count: int) -> list[bytes]:
+    wires = []
+    for n in range(count):
+        name = f"svc-{n % services}.ns-{n % services % 100}.svc.cluster.local."
+        srv = n % 2 == 1
+        wires.append(
+            dns.message.make_query(("_http._tcp." + name) if srv else name, "SRV" if srv else "A", id=n % 65536).to_wire()
+        )
+    return wires
+
+
 def timed(protocol: _UDPProtocol, wires: list[bytes], before_each=None) -> float:
     started = time.perf_counter()
     for wire in wires:
@@ -55,6 +84,7 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m tests.bench.bench_server", description=__doc__.split("\n\n")[0])
     parser.add_argument("--services", type=int, default=10_000)
     parser.add_argument("--queries", type=int, default=20_000)
+    parser.add_argument("--no-fast", action="store_true", help="every miss on the full dnspython path")
     args = parser.parse_args(argv)
     store = build_store(args.services)
     clock = task.Clock()
@@ -65,15 +95,31 @@ def main(argv: list[str] | None = None) -> None:
     server = DNSServer(clock, [block], port=53)
     protocol = _UDPProtocol(server)
     protocol.sendto = lambda wire, address: None
+    if args.no_fast:
+        server.fast_miss = lambda *a: None
+    rows = []
+    rows.append(("every name new (unique NXDOMAIN)", min(
+        timed(protocol, unique_nxdomain(args.services, args.queries, f"r{r}-")) for r in range(3)
+    )))
+    rows.append(("existing names, table emptied", min(
+        timed(protocol, existing(args.services, args.queries), server.table.clear) for _ in range(3)
+    )))
     wires = queries(args.services, args.queries)
     # A mix of A, SRV and search-list NXDOMAIN questions, one third each.
-    full = min(timed(protocol, wires, server.table.clear) for _ in range(3))
+    mix = min(timed(protocol, wires, server.table.clear) for _ in range(3))
+    rows.append(("mix (A, SRV, NXDOMAIN), table emptied", mix))
+    if not args.no_fast:
+        server.fast_miss = lambda *a: None
+        rows.append(("  the same on the full dnspython path", min(
+            timed(protocol, wires, server.table.clear) for _ in range(3)
+        )))
+        del server.fast_miss
     timed(protocol, wires)
     hit = min(timed(protocol, wires) for _ in range(3))
-    print(f"{args.services} Services; {args.queries} questions (A, SRV, search-list NXDOMAIN), metrics on; best of 3")
-    print(f"  full path (parse, plugins, render): {full * 1e6:8.1f} us/query  ({1 / full:,.0f} queries/s on one core)")
-    print(f"  from the table of rendered answers: {hit * 1e6:8.1f} us/query  ({1 / hit:,.0f} queries/s on one core)")
-    print(f"  the table is {full / hit:.0f} times cheaper")
+    rows.append(("from the table of rendered answers", hit))
+    print(f"{args.services} Services; {args.queries} questions per row, metrics on; best of 3")
+    for label, cost in rows:
+        print(f"  {label:40s} {cost * 1e6:8.1f} us/query  ({1 / cost:,.0f} queries/s on one core)")
 
 
 if __name__ == "__main__":

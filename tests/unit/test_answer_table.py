@@ -11,6 +11,7 @@ from twisted.internet import task
 
 from discovery.dns.request import FastPathPolicy
 from discovery.dns.server import BlockRuntime, DNSServer, _UDPProtocol
+from discovery.dns.table import DEFAULT_LIMIT
 
 NAME = "web.default.svc.cluster.local."
 CLIENT = ("192.0.2.7", 5353)
@@ -40,12 +41,12 @@ class Counting:
 class Harness:
     """A DNSServer with one block, fed datagrams straight into its UDP protocol."""
 
-    def __init__(self, plugin, *, loadbalance=False, capacity=100_000):
+    def __init__(self, plugin, *, loadbalance=False, limit=DEFAULT_LIMIT):
         self.clock = task.Clock()
         self.clock.advance(1000)
         self.plugin = plugin
         block = BlockRuntime(zones=("cluster.local.",), server="dns://:53", plugins=[plugin], loadbalance=loadbalance)
-        self.server = DNSServer(self.clock, [block], port=0, table_capacity=capacity)
+        self.server = DNSServer(self.clock, [block], port=0, table_limit=limit)
         self.protocol = _UDPProtocol(self.server)
         self.sent: list[bytes] = []
         self.protocol.sendto = lambda wire, addr: self.sent.append(wire)
@@ -211,13 +212,17 @@ def test_an_answer_too_big_for_the_client_is_truncated_on_the_full_path():
     assert small.flags & dns.flags.TC
 
 
-def test_a_full_table_makes_room_by_dropping_its_oldest_answer():
-    """At capacity, the first answer rendered is the first dropped."""
-    harness = Harness(Counting(), capacity=2)
-    for name in ("a", "b", "c"):
-        harness.ask(query(f"{name}.default.svc.cluster.local."))
+def test_a_full_table_makes_room_by_dropping_an_answer_not_asked_again():
+    """When full, an answer reused since it was stored outlives one that was not (CLOCK)."""
+    harness = Harness(Counting())
+    harness.ask(query("a.default.svc.cluster.local."))
+    table = harness.server.table
+    table.limit = table.bytes * 2 + table.bytes // 2
+    harness.ask(query("b.default.svc.cluster.local."))
+    harness.ask(query("a.default.svc.cluster.local."))
     harness.ask(query("c.default.svc.cluster.local."))
     harness.ask(query("a.default.svc.cluster.local."))
+    harness.ask(query("b.default.svc.cluster.local."))
     assert harness.plugin.calls == 4
 
 
