@@ -168,6 +168,8 @@ class Application:
         self._runtimes: dict[Hashable, BlockRuntime] = {}
         self.stopping = False
         self.config = config
+        #: Initial answer preparations not finished yet (they hold /ready back).
+        self._preparing: set[Deferred] = set()
 
     # -- lifecycle ---------------------------------------------------------------
 
@@ -182,8 +184,15 @@ class Application:
         return defer.succeed(None)
 
     def not_ready(self) -> list[str]:
-        """What keeps /ready from answering 200 (empty when ready)."""
-        return ["kubernetes" for cache in self.caches.values() if not cache.synced]
+        """What keeps /ready from answering 200 (empty when ready).
+
+        A kubernetes cache until it has synced and the answers for the
+        names it holds are prepared (`DNSServer.prepare`).
+        """
+        waiting = ["kubernetes" for cache in self.caches.values() if not cache.synced]
+        if self._preparing and not waiting:
+            waiting.append("kubernetes")
+        return waiting
 
     def lameduck(self) -> float:
         durations = [block.plugin("health").lameduck for block in self.config.servers if block.plugin("health")]
@@ -264,6 +273,7 @@ class Application:
             # of rendered answers, which takes a moment to fill again under load.
             if [id(block) for block in server.blocks] != [id(block) for block in blocks]:
                 server.set_blocks(blocks)
+                self._prepare_answers(server)
         retired_servers = [server for key, server in self.servers.items() if key not in assembly.servers]
         retired_plugins = [plugin for key, plugin in self._plugins.items() if key not in assembly.plugins]
         retired_webhooks = [webhook for key, webhook in self.webhooks.items() if key not in assembly.webhooks]
@@ -319,6 +329,16 @@ class Application:
         tokens = invalidation_tokens(store, change)
         for server in self.servers.values():
             server.invalidate(tokens)
+            for plugin in _answering_from(server, store):
+                server.prepare(plugin.questions(change))
+
+    def _prepare_answers(self, server: DNSServer) -> None:
+        """Once each Store a block answers from has synced, prepare its answers; /ready waits."""
+        for plugin in _answering_from(server, None):
+            preparing = plugin.when_synced()
+            preparing.addCallback(lambda _, plugin=plugin: server.prepare(plugin.questions()))
+            self._preparing.add(preparing)
+            preparing.addBoth(lambda result, preparing=preparing: self._preparing.discard(preparing) or result)
 
     def _banner(self, config: Config) -> list[str]:
         lines = []
@@ -406,3 +426,13 @@ class Application:
                 if failures:
                     failures[0].raiseException()
             assembly.webhooks[key] = server
+
+
+def _answering_from(server: DNSServer, store: Store | None) -> list:
+    """The server's plugins that prepare answers (kubernetes), from store or from any."""
+    found = []
+    for block in server.blocks:
+        for plugin in block.plugins:
+            if hasattr(plugin, "questions") and (store is None or plugin.store is store) and plugin not in found:
+                found.append(plugin)
+    return found

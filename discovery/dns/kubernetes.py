@@ -31,6 +31,7 @@ import attrs
 import dns.flags
 import dns.message
 import dns.rcode
+from twisted.internet import defer
 from twisted.internet.defer import Deferred
 from twisted.python.failure import Failure
 
@@ -38,6 +39,7 @@ from ..cache.config import KubernetesConfig, setup_kubernetes
 from ..cache.store import Change, Store
 from ..plugin import BuildContext, PluginSpec
 from ..zones import longest_match
+from . import prepared
 from . import zone as zone_answers
 from .request import ANY_CHANGE, Next, Request, Result
 
@@ -81,6 +83,7 @@ class KubernetesPlugin:
         self._key = store_key(store)
         self._startup_deadline = reactor.seconds() + config.startup_timeout
         self._synced_now = False
+        self._sync_waiters: list[Deferred] = []
         if isinstance(synced, Deferred):
             synced.addCallback(self._on_synced)
             self._has_synced: Callable[[], bool] = lambda: self._synced_now
@@ -92,7 +95,29 @@ class KubernetesPlugin:
 
     def _on_synced(self, result):
         self._synced_now = True
+        waiters, self._sync_waiters = self._sync_waiters, []
+        for waiter in waiters:
+            waiter.callback(None)
         return result
+
+    @property
+    def store(self) -> Store:
+        return self._store
+
+    def when_synced(self) -> Deferred:
+        """Fires once the Store's source has synced (at once if it has)."""
+        if self._has_synced():
+            return defer.succeed(None)
+        waiter = Deferred()
+        self._sync_waiters.append(waiter)
+        return waiter
+
+    def questions(self, change: Change | None = None) -> Iterable[bytes]:
+        """The questions worth answering ahead (`discovery.dns.prepared`): all, or a change's."""
+        zones = self._config.zones
+        if change is None:
+            return prepared.questions(self._store, self._options, zones)
+        return prepared.change_questions(self._store, self._options, zones, change)
 
     def serve(self, request: Request, next: Next) -> Result:
         zone = longest_match(self._config.zones, request.name)

@@ -46,6 +46,7 @@ from ..zones import longest_match
 from .loadbalance import rotations
 from .request import FastPathPolicy, Request
 from .table import DEFAULT_LIMIT, AnswerTable
+from .wire import OPT_RECORDS as _OPT_RECORDS
 from .wire import render_answer
 
 __all__ = ["BlockRuntime", "DNSServer", "AnswerTable", "render"]
@@ -60,6 +61,8 @@ TCP_IDLE_TIMEOUT = 10.0
 _PORT_0_ATTEMPTS = 20
 #: Seconds between reports of reused answers to their plugins' counters.
 REUSE_REPORT_INTERVAL = 1.0
+#: Longest run of answer preparation between two looks at the sockets.
+PREPARE_SLICE = 0.005
 #: The UDP receive buffer asked for: 4 MiB.
 UDP_RECEIVE_BUFFER = 4 << 20
 _OPT = 41
@@ -254,6 +257,21 @@ def render(response: dns.message.Message, max_size: int) -> tuple[bytes, bool]:
     return wire, (wire[10] << 8 | wire[11]) < additional
 
 
+class _Deadline:
+    """A Cooperator's termination predicate on the reactor's clock."""
+
+    def __init__(self, reactor, seconds: float):
+        self.reactor = reactor
+        self.end = reactor.seconds() + seconds
+
+    def __call__(self) -> bool:
+        return self.reactor.seconds() >= self.end
+
+
+def _carries_serial(entry: _Entry) -> bool:
+    return any(type(token) is tuple and token[-1] == ("serial",) for token in entry.tokens)
+
+
 def _table_key(data: bytes, qend: int, edns_state: int) -> bytes:
     """The table's key for a query: its lower-cased name, its type and class,
     then one byte of client state that changes the answer: EDNS (1), DO (2)
@@ -339,6 +357,15 @@ class DNSServer:
         self._listening: list = []
         self._tcp_connections: set = set()
         self._unreported: list[_Entry] = []
+        # Questions to prepare, in order, once each (see `prepare`).
+        self._to_prepare: dict[bytes, None] = {}
+        self._prepared_waiters: list[Deferred] = []
+        self._preparing = None
+        # Batches of at most PREPARE_SLICE seconds, then the reactor answers queries.
+        self._cooperator = task.Cooperator(
+            terminationPredicateFactory=lambda: _Deadline(reactor, PREPARE_SLICE),
+            scheduler=lambda step: reactor.callLater(0, step),
+        )
         # Reuses reach the plugins' counters within a second.
         self._reporter = task.LoopingCall(self.report_reuses)
         self._reporter.clock = reactor
@@ -354,8 +381,63 @@ class DNSServer:
         self.table.clear()
 
     def invalidate(self, tokens: Iterable[Hashable]) -> int:
-        """Drop the answers that depend on the tokens; returns how many."""
-        return len(self.table.invalidate(tokens))
+        """Drop the answers that depend on the tokens; returns how many.
+
+        Those rendered on the fast route are rendered again at once, off the
+        query path (`prepare`), unless they carry the SOA: its serial moves
+        with every change, and a negative answer costs little to render
+        when it is asked again.
+        """
+        dropped = self.table.invalidate(tokens)
+        again = [key[:-1] for key, entry in dropped if entry.prepared and not key[-1] & 3 and not _carries_serial(entry)]
+        if again:
+            self.prepare(again)
+        return len(dropped)
+
+    # -- prepared answers ---------------------------------------------------------
+
+    def prepare(self, questions: Iterable[bytes]) -> Deferred:
+        """Render these questions' answers ahead, in batches between queries.
+
+        A question is wire bytes: the lower-cased name, type, class. Answers
+        are rendered on the fast route (`fast_miss`) for a client without
+        EDNS; one with EDNS gets that rendering plus the OPT record
+        (`_with_opt`). Returns a Deferred that fires once every question
+        given so far is done.
+        """
+        queue = self._to_prepare
+        for question in questions:
+            queue[question] = None
+        done = Deferred()
+        self._prepared_waiters.append(done)
+        if self._preparing is None:
+            self._preparing = self._cooperator.cooperate(self._prepare_all())
+        return done
+
+    def _prepare_all(self):
+        queue = self._to_prepare
+        header = b"\x00\x00\x00\x00\x00\x01\x00\x00\x00\x00\x00\x00"
+        table = self.table
+        while queue:
+            question = next(iter(queue))
+            del queue[question]
+            data = header + question
+            qend = len(data)
+            key = _table_key(data, qend, 0)
+            now = self.reactor.seconds()
+            entry = table.entries.get(key)
+            if entry is None or entry.expires <= now:
+                self.fast_miss(data, qend, 0, key, now)
+            yield None
+        self._preparing = None
+        waiters, self._prepared_waiters = self._prepared_waiters, []
+        for waiter in waiters:
+            waiter.callback(None)
+
+    @property
+    def preparing(self) -> int:
+        """Questions waiting to be prepared."""
+        return len(self._to_prepare)
 
     # -- listening ------------------------------------------------------------
 
@@ -513,6 +595,10 @@ class DNSServer:
         """
         if data[qend - 2] != 0 or data[qend - 1] != 1:
             return None
+        if state & 1:
+            entry = self._with_opt(key, qend, state, now)
+            if entry is not None:
+                return entry
         labels = _labels(key, qend - 17)
         if labels is None:
             return None
@@ -545,6 +631,23 @@ class DNSServer:
         entry = _Entry(wire, [wire], qend, FastPathPolicy(), now, block, zone, answer.rcode, plugin.name)
         entry.prepared = True
         self.table.put(key, entry, tokens)
+        return entry
+
+    def _with_opt(self, key: bytes, qend: int, state: int, now: float) -> _Entry | None:
+        """The answer for a client with EDNS, from the one rendered for a client without.
+
+        `wire.render_answer` writes the OPT record last and changes nothing
+        else, so the plain rendering plus OPT (ARCOUNT + 1) is the same bytes.
+        """
+        plain = self.table.entries.get(key[:-1] + _STATE_BYTES[key[-1] & 4])
+        if plain is None or not plain.prepared or plain.expires <= now or type(plain.tails) is not bytes:
+            return None
+        head = plain.prefixes[0]
+        arcount = (head[8] << 8 | head[9]) + 1
+        wire = b"\x00\x00" + head[:8] + arcount.to_bytes(2, "big") + key[: qend - 12] + plain.tails + _OPT_RECORDS[state >> 1 & 1]
+        entry = _Entry(wire, [wire], qend, FastPathPolicy(), now, plain.block, plain.zone, plain.rcode, plain.plugin)
+        entry.prepared = True
+        self.table.put(key, entry, plain.tokens)
         return entry
 
     # -- the full path ------------------------------------------------------------

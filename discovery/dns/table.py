@@ -34,14 +34,15 @@ __all__ = ["AnswerTable", "DEFAULT_LIMIT", "entry_cost"]
 DEFAULT_LIMIT = 24 << 20
 
 # Bytes charged per entry besides its key and rendered bytes: the entry
-# object (~200), the key's and tail's object headers (2 x 33), the dict
-# slot at its worst load (~60) and the clock's slot (8). Per dependency:
-# the tokens tuple's slot (8) and the key's slot in that token's set at its
-# worst load (~70). A token's own set and dict slot are charged while some
-# entry names it (`_TOKEN_COST`).
-_ENTRY_COST = 340
-_DEPENDENCY_COST = 80
-_TOKEN_COST = 330
+# object (~190), the key's and tail's object headers (2 x 33), the dict
+# slot at its worst load (~100) and the clock's slot (8). Per dependency:
+# the token tuple the entry holds (~64, with its inner tuple ~64), its slot
+# in the entry's tokens (8) and the key's slot in that token's set (~40).
+# A token's own set and dict slot (~450) are charged while some entry names
+# it. tests/unit/test_table.py checks the sum against tracemalloc.
+_ENTRY_COST = 400
+_DEPENDENCY_COST = 180
+_TOKEN_COST = 450
 
 
 def entry_cost(key: bytes, entry) -> int:

@@ -25,7 +25,7 @@ import struct
 import dns.rdatatype
 import dns.rrset
 
-__all__ = ["render_answer", "OPT_PAYLOAD"]
+__all__ = ["render_answer", "OPT_PAYLOAD", "OPT_RECORDS"]
 
 #: The UDP size our OPT record offers (`Request.reply`: the DNS flag day 2020 size).
 OPT_PAYLOAD = 1232
@@ -49,7 +49,7 @@ _AF_INET6 = socket.AF_INET6
 _inet_aton = socket.inet_aton
 
 #: OPT records by DO bit: root owner, type 41, our payload, version 0, no options.
-_OPT = (
+OPT_RECORDS = _OPT = (
     b"\x00" + struct.pack("!HHIH", 41, OPT_PAYLOAD, 0, 0),
     b"\x00" + struct.pack("!HHIH", 41, OPT_PAYLOAD, _DO, 0),
 )

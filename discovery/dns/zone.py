@@ -22,7 +22,9 @@ Everything else compares lower-cased, as DNS requires.
 Every Answer lists the Store facts it was computed from (`dependencies`), so
 that a rendered answer can be reused until one of them changes:
 
-* ``("namespace", ns)``: any object in namespace ns, or the Namespace ns;
+* ``("namespace", ns)``: the Namespace object ns (whether it exists, its labels);
+* ``("service", ns, name)``: the Service ns/name or one of its EndpointSlices,
+  so that a change to one Service costs only the answers about it;
 * ``("address", ip)``: any object holding that IP;
 * ``("serial",)``: the SOA in the answer, whose serial is the Store's
   last modification time.
@@ -52,7 +54,7 @@ from dns.rdtypes.IN.A import A
 from dns.rdtypes.IN.AAAA import AAAA
 from dns.rdtypes.IN.SRV import SRV
 
-from ..cache.objects import Endpoint, EndpointSlice, Pod, Service, ServicePort
+from ..cache.objects import Endpoint, EndpointSlice, Namespace, Pod, Service, ServicePort
 from ..cache.selectors import LabelSelector
 from ..cache.store import Change, Store
 
@@ -62,6 +64,7 @@ __all__ = [
     "answer",
     "nodata",
     "change_dependencies",
+    "endpoint_name",
     "DNS_SCHEMA_VERSION",
 ]
 
@@ -165,11 +168,19 @@ class ZoneOptions:
 def change_dependencies(change: Change) -> frozenset:
     """The dependency tokens a Store change touches.
 
-    Its namespace (a Namespace object's own name), every IP of its old and
-    new versions, and the serial, since every change moves the Store's
+    A Namespace its own name; a Service, or an EndpointSlice, the Service
+    it is or belongs to (old and new versions); every IP of its old and new
+    versions; and the serial, since every change moves the Store's
     modification time.
     """
-    tokens = {("namespace", change.namespace), _SERIAL}
+    tokens = {_SERIAL}
+    for obj in (change.old, change.new):
+        if isinstance(obj, Namespace):
+            tokens.add(("namespace", obj.name))
+        elif isinstance(obj, Service):
+            tokens.add(("service", obj.namespace, obj.name))
+        elif isinstance(obj, EndpointSlice) and obj.service_name:
+            tokens.add(("service", obj.namespace, obj.service_name))
     tokens.update(("address", ip) for ip in change.addresses())
     return frozenset(tokens)
 
@@ -515,7 +526,7 @@ def _ready(endpoint: Endpoint, service: Service | None) -> bool:
     return endpoint.ready or (service is not None and service.publish_not_ready_addresses)
 
 
-def _endpoint_name(endpoint: Endpoint, address: str, pod_names: bool) -> str:
+def endpoint_name(endpoint: Endpoint, address: str, pod_names: bool) -> str:
     """kubernetes.go endpointHostname: hostname, else Pod name (option), else the dashed IP."""
     if endpoint.hostname:
         return endpoint.hostname
@@ -539,6 +550,7 @@ def _find_service(
 ) -> list[_Entry] | None:
     if not name:
         return []
+    q.deps.add(("service", namespace, name))
     service = q.store.service(namespace, name)
     if service is None or not _visible(q, service):
         return None
@@ -564,7 +576,7 @@ def _find_service(
                 if not _ready(ep, service):
                     continue
                 for address in ep.addresses:
-                    host = _endpoint_name(ep, address, pod_names)
+                    host = endpoint_name(ep, address, pod_names)
                     if endpoint and endpoint != host.lower():
                         continue
                     target = (host, service.name, namespace, "svc")
@@ -594,6 +606,7 @@ def _find_pod(q: _Query, namespace: str, name: str) -> list[_Entry] | None:
     else:
         ip = name.replace("-", ":")
     target = (name, namespace, "pod")
+    q.deps.add(("address", ip))
     if mode == "insecure":
         return None if _parse_ip(ip) is None else [_Entry(ip, 0, target)]
     # CoreDNS indexes a Pod by its primary IP (status.podIP) and compares the
@@ -626,6 +639,7 @@ def _ns_addresses(q: _Query) -> list[tuple[tuple[str, ...], str]]:
             continue
         for eps in q.store.slices_by_ip(ip):
             q.deps.add(("namespace", eps.namespace))
+            q.deps.add(("service", eps.namespace, eps.service_name))
             if eps.address_type == "FQDN" or not _visible(q, eps):
                 continue
             service = q.store.service(eps.namespace, eps.service_name)
@@ -638,7 +652,7 @@ def _ns_addresses(q: _Query) -> list[tuple[tuple[str, ...], str]]:
                 for ep in eps.endpoints:
                     if _ready(ep, service):
                         for address in ep.addresses:
-                            host = _endpoint_name(ep, address, options.endpoint_pod_names)
+                            host = endpoint_name(ep, address, options.endpoint_pod_names)
                             addresses.append(((host, service.name, service.namespace, "svc"), address))
             else:
                 for cluster_ip in service.cluster_ips:
@@ -838,6 +852,7 @@ def _reverse_targets(q: _Query, ip: str) -> list[tuple[str, ...]]:
     pod_names = q.options.endpoint_pod_names
     for eps in store.slices_by_ip(ip):
         q.deps.add(("namespace", eps.namespace))
+        q.deps.add(("service", eps.namespace, eps.service_name))
         if eps.address_type == "FQDN" or not eps.service_name or not _visible(q, eps):
             continue
         if check_namespaces and not _namespace_exposed(q, eps.namespace):
@@ -845,7 +860,7 @@ def _reverse_targets(q: _Query, ip: str) -> list[tuple[str, ...]]:
         service = store.service(eps.namespace, eps.service_name)
         for ep in eps.endpoints:
             if ip in ep.addresses and _ready(ep, service):
-                target = (_endpoint_name(ep, ip, pod_names), eps.service_name, eps.namespace, "svc")
+                target = (endpoint_name(ep, ip, pod_names), eps.service_name, eps.namespace, "svc")
                 if target not in targets:
                     targets.append(target)
     return targets

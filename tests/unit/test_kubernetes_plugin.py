@@ -225,7 +225,10 @@ def test_fastpath_depends_on_the_answers_store_facts(plugin, store):
     req = request("svc1.testns.svc.cluster.local.")
     plugin.serve(req, FakeNext())
     assert req.fastpath.reusable
-    assert req.fastpath.dependencies == {(store_key(store), ("namespace", "testns"))}
+    assert req.fastpath.dependencies == {
+        (store_key(store), ("namespace", "testns")),
+        (store_key(store), ("service", "testns", "svc1")),
+    }
 
 
 def test_invalidation_tokens_match_the_fastpath_dependencies(plugin, store):

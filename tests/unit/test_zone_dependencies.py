@@ -187,17 +187,25 @@ def test_an_answer_changes_only_through_its_dependencies(initial, edit, zone_opt
             assert tokens & old.dependencies, (question, render(old), render(after[question]), tokens)
 
 
-def test_a_change_touches_its_namespace_its_addresses_and_the_serial():
-    """change_dependencies names the namespace, every old and new IP, and the serial."""
+def test_a_service_change_touches_that_service_its_addresses_and_the_serial():
+    """change_dependencies names the Service, every old and new IP, and the serial."""
     store = Store(clock=lambda: 1)
     store.put(Service("a", "web", cluster_ips=("10.0.0.1",)))
     change = store.put(Service("a", "web", cluster_ips=("10.0.0.2",)))
     assert change_dependencies(change) == {
-        ("namespace", "a"),
+        ("service", "a", "web"),
         ("address", "10.0.0.1"),
         ("address", "10.0.0.2"),
         ("serial",),
     }
+
+
+def test_an_endpointslice_change_touches_its_service():
+    """A slice belongs to the Service it names, not to its whole namespace."""
+    store = Store(clock=lambda: 1)
+    change = store.put(EndpointSlice("a", "web-x", "web", "IPv4", (Endpoint(("10.0.0.9",)),), ()))
+    assert ("service", "a", "web") in change_dependencies(change)
+    assert ("namespace", "a") not in change_dependencies(change)
 
 
 def test_a_namespace_change_touches_that_namespace():

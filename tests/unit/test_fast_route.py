@@ -1,0 +1,166 @@
+"""The server's fast route for misses sends the bytes the full path would send.
+
+The fast route (`DNSServer.fast_miss`) writes the kubernetes plugin's
+answer straight to wire format (`discovery.dns.wire`) instead of building
+dnspython messages; these tests hold it to the full path (the plugin's
+`serve`, which turns the pure zone function's answer into a `Message`, and
+dnspython's rendering), byte for byte, over generated clusters and every
+question shape: case, EDNS or not, DO, and sizes that truncate.
+"""
+
+from __future__ import annotations
+
+import dns.message
+import dns.rcode
+import dns.rdatatype
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from twisted.internet import task
+
+from discovery.cache.objects import Endpoint, EndpointPort, EndpointSlice, Namespace, Service, ServicePort
+from discovery.cache.store import Store
+from discovery.config import load_text
+from discovery.dns.kubernetes import KubernetesPlugin
+from discovery.dns.server import BlockRuntime, DNSServer, _UDPProtocol
+
+from .test_zone_dependencies import QUESTIONS, objects
+from .zone_fixture import ZONES, ask, cluster
+
+CLIENT = ("192.0.2.7", 5353)
+
+#: `kubernetes` option lines, with the addresses the server answers on.
+OPTION_SETS = [
+    ((), ()),
+    (("pods verified", "endpoint_pod_names"), ("172.0.0.1",)),
+    (("pods insecure", "namespaces a", "ignore empty_service"), ()),
+    (("noendpoints", "namespace_labels team=x"), ("10.0.0.1", "fd00::1")),
+    (("labels app=web", "ttl 0"), ()),
+    (("fallthrough in-addr.arpa",), ()),
+]
+
+
+class _Servers:
+    """Two servers over one Store: one with the fast route, one forced onto the full path."""
+
+    def __init__(self, store: Store, lines=(), local_ips=(), loadbalance=False):
+        body = "\n".join(f"        {line}" for line in lines)
+        corefile = f"{' '.join(ZONES)} {{\n    kubernetes {{\n{body}\n    }}\n}}\n"
+        config = load_text(corefile).servers[0].plugin("kubernetes")
+        self.clock = task.Clock()
+        self.clock.advance(1_000_000)
+        self.fast, self.fast_sent = self._server(config, store, local_ips, loadbalance)
+        self.full, self.full_sent = self._server(config, store, local_ips, loadbalance)
+        self.full.server.fast_miss = lambda *args: None
+
+    def _server(self, config, store, local_ips, loadbalance):
+        plugin = KubernetesPlugin(config, store, True, self.clock, local_ips=local_ips)
+        block = BlockRuntime(zones=ZONES, server="dns://:53", plugins=[plugin], loadbalance=loadbalance)
+        protocol = _UDPProtocol(DNSServer(self.clock, [block], port=0))
+        sent: list[bytes] = []
+        protocol.sendto = lambda wire, addr: sent.append(wire)
+        return protocol, sent
+
+    def both(self, wire: bytes) -> tuple[bytes, bytes]:
+        self.fast.datagramReceived(wire, CLIENT)
+        self.full.datagramReceived(wire, CLIENT)
+        return self.fast_sent[-1], self.full_sent[-1]
+
+
+def _mixed_case(name: str, mask: int) -> str:
+    return "".join(c.upper() if c.isalpha() and mask >> (i % 30) & 1 else c for i, c in enumerate(name))
+
+
+query_shapes = st.tuples(
+    st.sampled_from(QUESTIONS),
+    st.integers(0, 2**30 - 1),
+    st.sampled_from([(-1, False, 512), (0, False, 1232), (0, True, 4096), (0, False, 512)]),
+)
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    initial=st.lists(objects, max_size=12),
+    option_set=st.sampled_from(OPTION_SETS),
+    shapes=st.lists(query_shapes, min_size=1, max_size=12),
+)
+def test_the_fast_route_sends_the_full_paths_bytes(initial, option_set, shapes):
+    """Over a generated cluster, every question gets the same bytes on both routes."""
+    store = Store(clock=lambda: 1_700_000_000)
+    for obj in initial:
+        store.put(obj)
+    servers = _Servers(store, *option_set)
+    for (qname, qtype), mask, (edns, dnssec, payload) in shapes:
+        wire = dns.message.make_query(
+            _mixed_case(qname, mask), qtype, use_edns=edns, want_dnssec=dnssec, payload=payload, id=mask & 0xFFFF
+        ).to_wire()
+        fast, full = servers.both(wire)
+        assert fast == full, (qname, qtype, edns, dnssec)
+
+
+def test_the_usual_answers_take_the_fast_route():
+    """A, AAAA, SRV, PTR, NXDOMAIN, NODATA, SOA and the ExternalName CNAME are rendered without dnspython messages."""
+    servers = _Servers(cluster())
+    questions = [
+        ("svc1.testns.svc.cluster.local.", "A"),
+        ("svc1.testns.svc.cluster.local.", "AAAA"),
+        ("_http._tcp.svc1.testns.svc.cluster.local.", "SRV"),
+        ("1.0.0.10.in-addr.arpa.", "PTR"),
+        ("nothing.testns.svc.cluster.local.", "A"),
+        ("cluster.local.", "SOA"),
+    ]
+    for qname, qtype in questions:
+        servers.both(dns.message.make_query(qname, qtype).to_wire())
+    entries = servers.fast.server.table.entries.values()
+    assert sum(entry.prepared for entry in entries) == len(questions)
+
+
+def test_a_fast_answer_decodes_to_the_zone_functions_answer():
+    """The rendered sections are the zone function's RRsets."""
+    store = cluster()
+    servers = _Servers(store)
+    for qname, qtype in [("_http._tcp.svc1.testns.svc.cluster.local.", "SRV"), ("x.testns.svc.cluster.local.", "A")]:
+        fast, _ = servers.both(dns.message.make_query(qname, qtype).to_wire())
+        got = dns.message.from_wire(fast)
+        want = ask(store, KubernetesPlugin(_config(), store, True, servers.clock)._options, qname, qtype)
+        assert (got.rcode(), got.answer, got.authority, got.additional) == (
+            want.rcode, list(want.answer), list(want.authority), list(want.additional)
+        )
+
+
+def test_an_answer_larger_than_the_client_takes_is_truncated_as_on_the_full_path():
+    """A headless Service with many endpoints: TC over UDP without EDNS, same bytes both ways."""
+    store = Store(clock=lambda: 1_700_000_000)
+    store.put(Namespace("big"))
+    store.put(Service("big", "many", headless=True))
+    endpoints = tuple(Endpoint((f"10.1.{i // 250}.{i % 250 + 1}",), hostname=f"host-{i}") for i in range(60))
+    store.put(EndpointSlice("big", "many-a", "many", "IPv4", endpoints, (EndpointPort("http", "TCP", 80),)))
+    servers = _Servers(store)
+    for edns in (-1, 0):
+        fast, full = servers.both(dns.message.make_query("_http._tcp.many.big.svc.cluster.local.", "SRV", use_edns=edns).to_wire())
+        assert fast == full
+    assert dns.message.from_wire(fast, ignore_trailing=True).flags & dns.flags.TC
+
+
+def test_loadbalance_answers_with_several_addresses_stay_on_the_full_path():
+    """Rotations come from the full path: the fast route steps aside for them."""
+    store = Store(clock=lambda: 1_700_000_000)
+    store.put(Namespace("ns"))
+    store.put(Service("ns", "dual", cluster_ips=("10.0.0.1", "10.0.0.2"), ports=(ServicePort("http", "TCP", 80),)))
+    servers = _Servers(store, loadbalance=True)
+    fast, full = servers.both(dns.message.make_query("dual.ns.svc.cluster.local.", "A").to_wire())
+    assert fast == full
+    assert not any(entry.prepared for entry in servers.fast.server.table.entries.values())
+
+
+def _config():
+    return load_text(f"{' '.join(ZONES)} {{\n    kubernetes\n}}\n").servers[0].plugin("kubernetes")
+
+
+def test_an_edns_answer_made_from_the_plain_one_is_the_full_paths():
+    """After a plain question, the EDNS and DO variants (plain rendering + OPT) match the full path."""
+    servers = _Servers(cluster())
+    for edns, dnssec in ((-1, False), (0, False), (0, True)):
+        fast, full = servers.both(
+            dns.message.make_query("_http._tcp.SVC1.testns.svc.cluster.local.", "SRV", use_edns=edns, want_dnssec=dnssec).to_wire()
+        )
+        assert fast == full

@@ -1,0 +1,126 @@
+"""The table of rendered answers: its bound in bytes, CLOCK eviction and dependency index."""
+
+from __future__ import annotations
+
+import gc
+import tracemalloc
+
+import dns.message
+from twisted.internet import task
+
+from discovery.cache.store import Store
+from discovery.config import load_text
+from discovery.dns.kubernetes import KubernetesPlugin
+from discovery.dns.request import FastPathPolicy
+from discovery.dns.server import BlockRuntime, DNSServer, _Entry, _question_end, _UDPProtocol
+from discovery.dns.table import AnswerTable
+
+from .zone_fixture import ZONES, cluster
+
+_WIRE = dns.message.make_response(dns.message.make_query("web.default.svc.cluster.local.", "A")).to_wire()
+_QEND = _question_end(_WIRE)
+
+
+def entry() -> _Entry:
+    return _Entry(_WIRE, [_WIRE], _QEND, FastPathPolicy(), 0.0, None, "cluster.local.", 0, "kubernetes")
+
+
+def key(n: int) -> bytes:
+    return b"\x04name" + str(n).encode().rjust(8, b"0") + b"\x00\x00\x01\x00\x01\x00"
+
+
+def sized_for(entries: int, tokens=()) -> AnswerTable:
+    """A table whose limit holds about this many entries like `entry()` with these tokens."""
+    probe = AnswerTable()
+    probe.put(key(0), entry(), tokens)
+    return AnswerTable(limit=probe.bytes * entries + probe.bytes // 2)
+
+
+def test_the_table_never_holds_more_bytes_than_its_limit():
+    """However many answers arrive, the bytes charged stay within the limit."""
+    table = sized_for(100, tokens=[("namespace", "a")])
+    for n in range(5000):
+        table.put(key(n), entry(), [("namespace", "a"), ("address", str(n))])
+        assert table.bytes <= table.limit
+    assert 0 < len(table) <= 100
+
+
+def test_the_charge_covers_what_the_table_really_holds():
+    """tracemalloc's count of everything the table keeps alive, indexes included, is within the bytes charged."""
+    table = AnswerTable(limit=64 << 20)
+    gc.collect()
+    tracemalloc.start()
+    before = tracemalloc.get_traced_memory()[0]
+    for n in range(20_000):
+        tokens = [("namespace", f"ns-{n % 50}"), ("address", f"10.0.{n // 256}.{n % 256}"), ("serial",)]
+        table.put(key(n), entry(), tokens)
+    del tokens
+    gc.collect()
+    used = tracemalloc.get_traced_memory()[0] - before
+    tracemalloc.stop()
+    assert used <= table.bytes
+
+
+def test_evicted_answers_leave_the_dependency_index():
+    """A stream of answers with tokens of their own keeps the index as small as the table."""
+    table = sized_for(50, tokens=[("address", "x")])
+    for n in range(2000):
+        table.put(key(n), entry(), [("address", str(n))])
+    assert len(table._by_token) == len(table) <= 50
+
+
+def test_a_scan_does_not_evict_the_answers_asked_often():
+    """A flood of names asked once passes through; the hot set, asked between them, stays."""
+    table = sized_for(200)
+    hot = [key(n) for n in range(100)]
+    for item in hot:
+        table.put(item, entry(), ())
+    for n in range(10_000):
+        found = table.get(hot[n % 100])
+        if found is not None:
+            found.referenced = True
+        else:
+            table.put(hot[n % 100], entry(), ())
+        table.put(key(1_000_000 + n), entry(), ())
+    assert all(item in table.entries for item in hot)
+
+
+def test_a_cyclic_working_set_larger_than_the_table_costs_one_eviction_per_miss():
+    """Three times the table's size asked in a loop: each miss evicts exactly one answer."""
+    table = sized_for(100)
+    misses = 0
+    for n in range(3000):
+        k = key(n % 300)
+        found = table.get(k)
+        if found is None:
+            misses += 1
+            table.put(k, entry(), ())
+        else:
+            found.referenced = True
+    assert table.evictions == misses - len(table)
+
+
+def test_invalidation_drops_exactly_the_dependants():
+    """Answers that name the token go; the others stay."""
+    table = AnswerTable()
+    table.put(key(1), entry(), [("service", "a", "web")])
+    table.put(key(2), entry(), [("service", "a", "db")])
+    dropped = table.invalidate([("service", "a", "web")])
+    assert [k for k, _ in dropped] == [key(1)] and list(table.entries) == [key(2)]
+
+
+def test_a_stream_of_unique_names_keeps_the_servers_memory_bounded():
+    """Unique NXDOMAIN names through the server: the table stays within its limit, indexes included."""
+    config = load_text(f"{' '.join(ZONES)} {{\n    kubernetes\n}}\n").servers[0].plugin("kubernetes")
+    clock = task.Clock()
+    clock.advance(1_000_000)
+    store = cluster()
+    block = BlockRuntime(zones=ZONES, server="dns://:53", plugins=[KubernetesPlugin(config, store, True, clock)])
+    server = DNSServer(clock, [block], port=0, table_limit=128 << 10)
+    protocol = _UDPProtocol(server)
+    protocol.sendto = lambda wire, addr: None
+    for n in range(5_000):
+        protocol.datagramReceived(dns.message.make_query(f"n{n}.example.testns.svc.cluster.local.", "A").to_wire(), ("192.0.2.1", 53))
+    assert server.table.bytes <= 128 << 10
+    assert len(server.table._by_token) <= len(server.table) + 10
+    assert server.table.evictions > 0
