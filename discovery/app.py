@@ -19,7 +19,7 @@ import logging
 from typing import Any, Callable, Hashable
 
 import attrs
-from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from twisted.internet import defer, task
 from twisted.internet.defer import Deferred
 
@@ -31,6 +31,7 @@ from .config import Config, ServerBlock
 from .dns.errors import ErrorLog
 from .dns.log import QueryLog
 from .dns.server import BlockRuntime, DNSServer
+from .dns.table import DEFAULT_LIMIT
 from .ops.endpoints import HTTPEndpoints
 from .ops.metrics import DNSMetrics, new_registry
 from .plugin import BuildContext
@@ -106,6 +107,38 @@ class _AppCollector:
                 for name in handlers:
                     enabled.add_metric([label, zone, "", name], 1)
         yield enabled
+        yield from self._tables()
+
+    def _tables(self):
+        """wayfinder_answer_table_*: each DNS listener's table of rendered answers."""
+        families = {
+            "bytes": GaugeMetricFamily(
+                "wayfinder_answer_table_bytes",
+                "Bytes held by the table of rendered answers, its indexes included.",
+                labels=["server"],
+            ),
+            "limit": GaugeMetricFamily(
+                "wayfinder_answer_table_limit_bytes",
+                "The bound of the table of rendered answers (-dns.table).",
+                labels=["server"],
+            ),
+            "entries": GaugeMetricFamily(
+                "wayfinder_answer_table_entries", "Answers held by the table of rendered answers.", labels=["server"]
+            ),
+            "evictions": CounterMetricFamily(
+                "wayfinder_answer_table_evictions",
+                "Answers evicted from the table of rendered answers to stay within its bound.",
+                labels=["server"],
+            ),
+        }
+        for server in list(self.app.servers.values()):
+            label = [f"dns://{server.addresses[0] if len(server.addresses) == 1 else ''}:{server.port}"]
+            table = server.table
+            families["bytes"].add_metric(label, table.bytes)
+            families["limit"].add_metric(label, table.limit)
+            families["entries"].add_metric(label, len(table))
+            families["evictions"].add_metric(label, table.evictions)
+        yield from families.values()
 
 
 @attrs.define(eq=False)
@@ -152,8 +185,10 @@ def _stop(plugin) -> Deferred:
 class Application:
     """Everything the Corefile describes, running in one reactor."""
 
-    def __init__(self, config: Config, reactor, *, registry=None):
+    def __init__(self, config: Config, reactor, *, registry=None, table_limit: int = DEFAULT_LIMIT):
         self.reactor = reactor
+        #: Bytes for each DNS server's table of rendered answers (`-dns.table`).
+        self.table_limit = table_limit
         self.registry = registry if registry is not None else new_registry()
         self.dns_metrics = DNSMetrics(self.registry)
         self.registry.register(_AppCollector(self))
@@ -257,7 +292,7 @@ class Application:
             key = (block.port, block.bind)
             server = _either(key, assembly.servers, self.servers)
             if server is None:
-                server = DNSServer(self.reactor, [], port=block.port, addresses=block.bind)
+                server = DNSServer(self.reactor, [], port=block.port, addresses=block.bind, table_limit=self.table_limit)
                 assembly.new_servers.append(server)
                 # Listening first: a block on port 0 learns its port, for
                 # its label and for the loop plugin's probe.

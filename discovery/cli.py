@@ -15,10 +15,21 @@ from . import __version__
 from . import plugin as declared
 from .config import DEFAULT_DNS_PORT, TRANSPORTS
 from .corefile import CorefileError
+from .dns.table import DEFAULT_LIMIT
 
 __all__ = ["main", "build_parser"]
 
 log = logging.getLogger("wayfinder.main")
+
+
+def _mebibytes(text: str) -> int:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of MiB") from None
+    if not 0 < value <= 65536:
+        raise argparse.ArgumentTypeError(f"{text} MiB is outside 0 (excluded) to 65536")
+    return int(value * (1 << 20))
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -31,6 +42,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "-dns.port", dest="dns_port", type=int, default=DEFAULT_DNS_PORT, metavar="N",
         help="default port for server blocks that name none (default: 53)",
+    )
+    parser.add_argument(
+        "-dns.table", dest="dns_table", type=_mebibytes, default=DEFAULT_LIMIT, metavar="MIB",
+        help="memory for each DNS listener's table of rendered answers, in MiB, indexes included "
+        f"(default: {DEFAULT_LIMIT >> 20})",
     )
     parser.add_argument("-plugins", action="store_true", help="list the supported directives and exit")
     parser.add_argument(
@@ -90,7 +106,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from .app import Application
 
-    app = Application(loaded.config, reactor)
+    app = Application(loaded.config, reactor, table_limit=args.dns_table)
     watcher = CorefileWatcher(args.conf, args.dns_port, loaded.digest, app.apply, reactor, registry=app.registry)
     if args.pidfile:
         with open(args.pidfile, "w") as f:

@@ -154,6 +154,16 @@ def test_ready_is_503_naming_kubernetes_until_the_manifests_folder_appears(run, 
 
 
 @pytest_twisted.inlineCallbacks
+def test_when_ready_says_200_the_answers_for_existing_names_are_already_rendered(run, tmp_path):
+    """No cold start: the Service's A and SRV answers are in the table before anyone asks."""
+    running = run(corefile(f"manifests {manifests_folder(tmp_path / 'manifests')}"))
+    yield poll_until(reactor, lambda: running.get("/ready"), ready_is(200))
+    [server] = running.app.servers.values()
+    questions = {key[:-6] for key in server.table.entries}
+    assert {b"\x03web\x07default\x03svc\x07cluster\x05local", b"\x05_http\x04_tcp\x03web\x07default\x03svc\x07cluster\x05local"} <= questions
+
+
+@pytest_twisted.inlineCallbacks
 def test_ready_waits_for_the_first_list_from_the_api(run, api):
     """While the API server holds its list response, /ready is 503; once the list arrives, 200."""
     api.stall_lists()
