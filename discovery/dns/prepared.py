@@ -9,19 +9,19 @@ only says which names exist and are worth having ready, never what they
 answer.
 
 Prepared, for every Service under the primary zone: its name (A, and AAAA
-when it has an IPv6 cluster IP; SRV when it has ports), each named port's
-``_port._proto`` name (SRV), for a headless Service each endpoint's name
-(A/AAAA); and the PTR name of each cluster IP inside the plugin's zones.
+when it has an IPv6 cluster IP), each named port's ``_port._proto`` name
+(SRV), and for a headless Service each endpoint's name (A/AAAA): what
+clients ask. Other questions (PTR, the bare name's SRV, NXDOMAIN) cost a
+miss on the fast route when first asked. Prepared answers are ordinary
+entries of the table of rendered answers, bounded with it.
 Questions are wire bytes: the lower-cased name, type and class IN, as the
 table of rendered answers keys them.
 """
 
 from __future__ import annotations
 
-import ipaddress
 from typing import Iterable, Iterator
 
-import dns.name
 import dns.rdatatype
 
 from ..cache.objects import EndpointSlice, Namespace, Service
@@ -35,7 +35,6 @@ _IN = b"\x00\x01"
 _A = dns.rdatatype.A.to_bytes(2, "big")
 _AAAA = dns.rdatatype.AAAA.to_bytes(2, "big")
 _SRV = dns.rdatatype.SRV.to_bytes(2, "big")
-_PTR = dns.rdatatype.PTR.to_bytes(2, "big")
 
 
 def questions(store: Store, options: ZoneOptions, zones: tuple[str, ...]) -> Iterator[bytes]:
@@ -69,7 +68,7 @@ def change_questions(store: Store, options: ZoneOptions, zones: tuple[str, ...],
 def _service_questions(store: Store, options: ZoneOptions, zones: tuple[str, ...], service: Service) -> Iterable[bytes]:
     if longest_match(zones, options.primary_zone) != options.primary_zone:
         return ()
-    base = _wire((service.name, service.namespace, "svc"), options.primary_labels)
+    base = _name((service.name, service.namespace, "svc"), options.primary_wire)
     if base is None:
         return ()
     found = []
@@ -78,28 +77,18 @@ def _service_questions(store: Store, options: ZoneOptions, zones: tuple[str, ...
         found.append(base + _A + _IN)
     if 6 in families:
         found.append(base + _AAAA + _IN)
-    if service.ports:
-        found.append(base + _SRV + _IN)
     for port in service.ports:
         if port.name and port.protocol:
-            name = _wire(("_" + port.name.lower(), "_" + port.protocol.lower()), (), base)
+            name = _name(("_" + port.name, "_" + port.protocol), base)
             if name is not None:
                 found.append(name + _SRV + _IN)
     if service.headless and not options.noendpoints:
         for eps in store.slices_for(service.namespace, service.name):
             for endpoint in eps.endpoints:
                 for address in endpoint.addresses:
-                    host = endpoint_name(endpoint, address, options.endpoint_pod_names).lower()
-                    name = _wire((host,), (), base)
+                    name = _name((endpoint_name(endpoint, address, options.endpoint_pod_names),), base)
                     if name is not None:
                         found.append(name + (_AAAA if _family(address) == 6 else _A) + _IN)
-    for ip in service.cluster_ips:
-        try:
-            reverse = ipaddress.ip_address(ip).reverse_pointer + "."
-        except ValueError:
-            continue
-        if longest_match(zones, reverse) is not None:
-            found.append(dns.name.from_text(reverse).to_wire() + _PTR + _IN)
     return found
 
 
@@ -107,14 +96,12 @@ def _family(ip: str) -> int:
     return 6 if ":" in ip else 4
 
 
-def _wire(labels: tuple[str, ...], origin: tuple[bytes, ...], suffix: bytes = b"") -> bytes | None:
-    """labels + origin (or + suffix, a wire name) as lower-case wire; None if not a valid name."""
-    try:
-        if suffix:
-            head = b"".join(bytes((len(part),)) + part for part in (label.encode() for label in labels))
-            if any(not label or "." in label or len(label.encode()) > 63 for label in labels) or len(head) + len(suffix) > 255:
-                return None
-            return head + suffix
-        return dns.name.Name(tuple(label.lower().encode() for label in labels) + origin).to_wire()
-    except (dns.name.LabelTooLong, dns.name.NameTooLong, dns.name.EmptyLabel, UnicodeError):
-        return None
+def _name(labels: tuple[str, ...], suffix: bytes) -> bytes | None:
+    """labels before suffix (a wire name), lower-cased wire; None if that is no plain name."""
+    head = b""
+    for label in labels:
+        part = label.lower().encode("ascii", "replace")
+        if not part or len(part) > 63 or b"." in part:
+            return None
+        head += bytes((len(part),)) + part
+    return head + suffix if len(head) + len(suffix) <= 255 else None

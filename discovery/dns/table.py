@@ -36,13 +36,13 @@ DEFAULT_LIMIT = 24 << 20
 # Bytes charged per entry besides its key and rendered bytes: the entry
 # object (~190), the key's and tail's object headers (2 x 33), the dict
 # slot at its worst load (~100) and the clock's slot (8). Per dependency:
-# the token tuple the entry holds (~64, with its inner tuple ~64), its slot
-# in the entry's tokens (8) and the key's slot in that token's set (~40).
-# A token's own set and dict slot (~450) are charged while some entry names
-# it. tests/unit/test_table.py checks the sum against tracemalloc.
+# its slot in the entry's tokens (8) and the key's slot in that token's set
+# at its worst load (~50). A distinct token (its tuples and strings, its set,
+# its slots in the index and in `_canonical`) is charged while some entry
+# names it. tests/unit/test_table.py checks the sum against tracemalloc.
 _ENTRY_COST = 400
-_DEPENDENCY_COST = 180
-_TOKEN_COST = 450
+_DEPENDENCY_COST = 60
+_TOKEN_COST = 650
 
 
 def entry_cost(key: bytes, entry) -> int:
@@ -63,6 +63,9 @@ class AnswerTable:
         #: Entries evicted to stay within the limit, since start.
         self.evictions = 0
         self._by_token: dict[Hashable, set[bytes]] = {}
+        # One object per distinct token, shared by every entry that names it
+        # (answers come with fresh token tuples of their own).
+        self._canonical: dict[Hashable, Hashable] = {}
         # The clock: keys by slot (None for a free slot), the hand, free slots.
         self._ring: list[bytes | None] = []
         self._hand = 0
@@ -78,7 +81,8 @@ class AnswerTable:
         """Keep entry under key (replacing any); False when it alone exceeds the limit."""
         if key in self.entries:
             self._remove(key)
-        entry.tokens = tokens = tuple(tokens)
+        canonical = self._canonical
+        entry.tokens = tokens = tuple(canonical.get(token, token) for token in tokens)
         entry.referenced = False
         entry.cost = cost = entry_cost(key, entry)
         by_token = self._by_token
@@ -105,6 +109,7 @@ class AnswerTable:
             keys = by_token.get(token)
             if keys is None:
                 by_token[token] = {key}
+                canonical[token] = token
             else:
                 keys.add(key)
         return True
@@ -123,6 +128,7 @@ class AnswerTable:
     def clear(self) -> None:
         self.entries.clear()
         self._by_token.clear()
+        self._canonical.clear()
         self._ring.clear()
         self._free.clear()
         self._hand = 0
@@ -166,4 +172,5 @@ class AnswerTable:
                 if not keys:
                     # A token is charged while some entry names it.
                     del by_token[token]
+                    del self._canonical[token]
                     self.bytes -= _TOKEN_COST

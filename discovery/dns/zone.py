@@ -131,9 +131,16 @@ class ZoneOptions:
     #: primary_zone as wire labels, made once.
     primary_labels: tuple[bytes, ...] = attrs.field(init=False, repr=False, eq=False)
 
+    #: primary_zone as wire bytes, made once.
+    primary_wire: bytes = attrs.field(init=False, repr=False, eq=False)
+
     @primary_labels.default
     def _primary_labels(self) -> tuple[bytes, ...]:
         return dns.name.from_text(self.primary_zone).labels
+
+    @primary_wire.default
+    def _primary_wire(self) -> bytes:
+        return dns.name.Name(self.primary_labels).to_wire()
 
     @classmethod
     def from_config(cls, cfg, local_ips: Iterable[str] = ()) -> "ZoneOptions":
