@@ -69,6 +69,7 @@ _OPT = 41
 _STATE_BYTES = tuple(bytes((i,)) for i in range(8))
 _SERVFAIL = dns.rcode.SERVFAIL
 _AA = int(dns.flags.AA)
+_SERIAL_TOKEN = ("serial",)
 
 
 @attrs.define(eq=False)
@@ -172,6 +173,8 @@ class _Entry:
         # Rendered by the fast route (`DNSServer.fast_miss`): re-rendered at
         # once when a Store change drops it.
         "prepared",
+        # The SOA serials it carries, patched when the Store moves (`_Serial`).
+        "serial",
     )
 
     def __init__(self, wire: bytes, variants: list[bytes], qend: int, policy: FastPathPolicy, now: float, block, zone, rcode, plugin):
@@ -194,6 +197,7 @@ class _Entry:
         self.reuses = 0
         self.countdown = None
         self.prepared = False
+        self.serial = None
         if policy.countdown_from is not None:
             origin = policy.countdown_from
             self.countdown = _Countdown(origin, int(now - origin), _ttl_offsets(wire, qend), self.tails)
@@ -201,6 +205,8 @@ class _Entry:
     def tail(self, now: float) -> bytes:
         if self.countdown is not None:
             self.countdown.advance(self, now)
+        if self.serial is not None:
+            self.serial.refresh(self)
         tails = self.tails
         if type(tails) is bytes:
             return tails
@@ -239,6 +245,28 @@ class _Countdown:
         return bytes(tail)
 
 
+class _Serial:
+    """SOA serials (the Store's modification time) patched into a rendering when the Store moves."""
+
+    __slots__ = ("store", "offsets", "rendered")
+
+    def __init__(self, store, offsets: tuple[int, ...], rendered: int):
+        self.store = store
+        #: From the end of the question.
+        self.offsets = offsets
+        self.rendered = rendered
+
+    def refresh(self, entry: _Entry) -> None:
+        serial = self.store.modified & 0xFFFFFFFF
+        if serial == self.rendered:
+            return
+        tail = bytearray(entry.tails)
+        for offset in self.offsets:
+            struct.pack_into("!I", tail, offset, serial)
+        entry.tails = bytes(tail)
+        self.rendered = serial
+
+
 def render(response: dns.message.Message, max_size: int) -> tuple[bytes, bool]:
     """Wire format within max_size; returns (wire, truncated).
 
@@ -266,10 +294,6 @@ class _Deadline:
 
     def __call__(self) -> bool:
         return self.reactor.seconds() >= self.end
-
-
-def _carries_serial(entry: _Entry) -> bool:
-    return any(type(token) is tuple and token[-1] == ("serial",) for token in entry.tokens)
 
 
 def _table_key(data: bytes, qend: int, edns_state: int) -> bytes:
@@ -383,13 +407,13 @@ class DNSServer:
     def invalidate(self, tokens: Iterable[Hashable]) -> int:
         """Drop the answers that depend on the tokens; returns how many.
 
-        Those rendered on the fast route are rendered again at once, off the
-        query path (`prepare`), unless they carry the SOA: its serial moves
-        with every change, and a negative answer costs little to render
-        when it is asked again.
+        Positive answers rendered on the fast route are rendered again at
+        once, off the query path (`prepare`). Negative ones (they carry the
+        SOA) cost little to render when next asked; a change that only
+        moves their serial does not drop them (`_Serial`).
         """
         dropped = self.table.invalidate(tokens)
-        again = [key[:-1] for key, entry in dropped if entry.prepared and not key[-1] & 3 and not _carries_serial(entry)]
+        again = [key[:-1] for key, entry in dropped if entry.prepared and not key[-1] & 3 and entry.serial is None]
         if again:
             self.prepare(again)
         return len(dropped)
@@ -626,11 +650,20 @@ class DNSServer:
             # Rotations are made by the full path (loadbalance.rotations).
             return None
         flags = _AA if authoritative else 0
-        wire = render_answer(key[: qend - 12], flags, answer.rcode, sections, bool(state & 1), bool(state & 2), 65535)
-        if wire is None:
+        rendered = render_answer(key[: qend - 12], flags, answer.rcode, sections, bool(state & 1), bool(state & 2), 65535)
+        if rendered is None:
             return None
+        wire, serials = rendered
         entry = _Entry(wire, [wire], qend, FastPathPolicy(), now, block, zone, answer.rcode, plugin.name)
         entry.prepared = True
+        if serials:
+            # The SOA serial is the Store's modification time: patched when
+            # the entry is next used rather than dropping every negative
+            # answer at every change (their other tokens still drop them
+            # when they stop being true: tests/unit/test_zone_dependencies.py).
+            offsets = tuple(offset - qend for offset in serials)
+            entry.serial = _Serial(plugin.store, offsets, struct.unpack_from("!I", wire, serials[0])[0])
+            tokens = [token for token in tokens if token[-1] != _SERIAL_TOKEN]
         self.table.put(key, entry, tokens)
         return entry
 
@@ -648,6 +681,8 @@ class DNSServer:
         wire = b"\x00\x00" + head[:8] + arcount.to_bytes(2, "big") + key[: qend - 12] + plain.tails + _OPT_RECORDS[state >> 1 & 1]
         entry = _Entry(wire, [wire], qend, FastPathPolicy(), now, plain.block, plain.zone, plain.rcode, plain.plugin)
         entry.prepared = True
+        if plain.serial is not None:
+            entry.serial = _Serial(plain.serial.store, plain.serial.offsets, plain.serial.rendered)
         self.table.put(key, entry, plain.tokens)
         return entry
 

@@ -63,11 +63,13 @@ class _Writer:
     where it is first written in full, the root never.
     """
 
-    __slots__ = ("out", "compress")
+    __slots__ = ("out", "compress", "serials")
 
     def __init__(self, out: bytearray):
         self.out = out
         self.compress: dict[bytes, int] = {}
+        #: Where each SOA record's serial was written.
+        self.serials: list[int] = []
 
     def question(self, wire: bytes) -> None:
         """The question's name, already lower-cased wire, as the first name of the message."""
@@ -128,6 +130,7 @@ class _Writer:
             elif rdtype == _SOA:
                 self.name(rdata.mname.labels)
                 self.name(rdata.rname.labels)
+                self.serials.append(len(out))
                 out += _pack_soa(rdata.serial, rdata.refresh, rdata.retry, rdata.expire, rdata.minimum)
             elif rdtype == _TXT:
                 for string in rdata.strings:
@@ -154,8 +157,11 @@ def render_answer(
     edns: bool,
     dnssec_ok: bool,
     max_size: int,
-) -> bytes | None:
-    """A whole response with ID 0, or None (type not written here, or too large).
+) -> tuple[bytes, tuple[int, ...]] | None:
+    """A whole response with ID 0 and the offsets of its SOA serials; None if not written here.
+
+    None for an rdata type this module does not write, or a message larger
+    than max_size.
 
     question: the question's wire bytes (name, type, class), the name
     lower-cased (the client's case is written over it when sending, see
@@ -183,4 +189,4 @@ def render_answer(
     if len(out) > max_size:
         return None
     out[0:12] = _pack_header(0, _QR | int(flags) | int(rcode), 1, counts[0], counts[1], counts[2])
-    return bytes(out)
+    return bytes(out), tuple(writer.serials)

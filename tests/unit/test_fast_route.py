@@ -20,7 +20,7 @@ from twisted.internet import task
 from discovery.cache.objects import Endpoint, EndpointPort, EndpointSlice, Namespace, Service, ServicePort
 from discovery.cache.store import Store
 from discovery.config import load_text
-from discovery.dns.kubernetes import KubernetesPlugin
+from discovery.dns.kubernetes import KubernetesPlugin, invalidation_tokens
 from discovery.dns.server import BlockRuntime, DNSServer, _UDPProtocol
 
 from .test_zone_dependencies import QUESTIONS, objects
@@ -164,3 +164,22 @@ def test_an_edns_answer_made_from_the_plain_one_is_the_full_paths():
             dns.message.make_query("_http._tcp.SVC1.testns.svc.cluster.local.", "SRV", use_edns=edns, want_dnssec=dnssec).to_wire()
         )
         assert fast == full
+
+
+def test_a_negative_answer_outlives_an_unrelated_change_with_its_serial_moved():
+    """An NXDOMAIN kept across a change to another Service carries the new serial, as the full path does."""
+    now = [1_700_000_000]
+    store = cluster(clock=lambda: now[0])
+    servers = _Servers(store)
+    query = dns.message.make_query("nothing.testns.svc.cluster.local.", "A").to_wire()
+    servers.both(query)
+    table = servers.fast.server.table
+    kept = list(table.entries.values())
+    now[0] += 7
+    change = store.put(Service("other", "unrelated", cluster_ips=("10.9.9.9",)))
+    servers.fast.server.invalidate(invalidation_tokens(store, change))
+    servers.full.server.invalidate(invalidation_tokens(store, change))
+    fast, full = servers.both(query)
+    assert fast == full
+    assert list(table.entries.values()) == kept
+    assert dns.message.from_wire(fast).authority[0][0].serial == 1_700_000_007
