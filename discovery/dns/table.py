@@ -43,13 +43,16 @@ DEFAULT_LIMIT = 24 << 20
 _ENTRY_COST = 400
 _DEPENDENCY_COST = 60
 _TOKEN_COST = 650
+# A negative answer's serial patcher (`discovery.dns.server._Serial`) and its offsets.
+_SERIAL_COST = 150
 
 
 def entry_cost(key: bytes, entry) -> int:
     """Bytes charged for one entry, without its tokens' first-use cost."""
     tails = entry.tails
     size = len(tails) + 33 if type(tails) is bytes else sum(len(t) + 41 for t in tails) + 56
-    return _ENTRY_COST + len(key) + size + _DEPENDENCY_COST * len(entry.tokens)
+    cost = _ENTRY_COST + len(key) + size + _DEPENDENCY_COST * len(entry.tokens)
+    return cost + _SERIAL_COST if getattr(entry, "serial", None) is not None else cost
 
 
 class AnswerTable:

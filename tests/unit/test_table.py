@@ -124,3 +124,26 @@ def test_a_stream_of_unique_names_keeps_the_servers_memory_bounded():
     assert server.table.bytes <= 128 << 10
     assert len(server.table._by_token) <= len(server.table) + 10
     assert server.table.evictions > 0
+
+
+def test_the_charge_covers_negative_answers_from_the_fast_route():
+    """NXDOMAIN entries (with their serial patchers) rendered by the server cost no more than charged."""
+    config = load_text(f"{' '.join(ZONES)} {{\n    kubernetes\n}}\n").servers[0].plugin("kubernetes")
+    clock = task.Clock()
+    clock.advance(1_000_000)
+    block = BlockRuntime(zones=ZONES, server="dns://:53", plugins=[KubernetesPlugin(config, cluster(), True, clock)])
+    server = DNSServer(clock, [block], port=0, table_limit=64 << 20)
+    protocol = _UDPProtocol(server)
+    protocol.sendto = lambda wire, addr: None
+    queries = [dns.message.make_query(f"n{n}.example.testns.svc.cluster.local.", "A").to_wire() for n in range(3000)]
+    protocol.datagramReceived(queries[0], ("192.0.2.1", 53))
+    gc.collect()
+    tracemalloc.start()
+    before = tracemalloc.get_traced_memory()[0]
+    charged = server.table.bytes
+    for query in queries[1:]:
+        protocol.datagramReceived(query, ("192.0.2.1", 53))
+    gc.collect()
+    used = tracemalloc.get_traced_memory()[0] - before
+    tracemalloc.stop()
+    assert used <= server.table.bytes - charged
