@@ -117,6 +117,9 @@ class KubernetesPlugin:
         zones = self._config.zones
         if change is None:
             return prepared.questions(self._store, self._options, zones)
+        if not self._has_synced():
+            # The initial list: everything is prepared once it has synced.
+            return ()
         return prepared.change_questions(self._store, self._options, zones, change)
 
     def serve(self, request: Request, next: Next) -> Result:

@@ -86,3 +86,10 @@ def test_a_new_service_is_prepared_when_it_appears():
     prepared.change(Service("testns", "fresh", cluster_ips=("10.0.0.77",), ports=(ServicePort("http", "TCP", 80),)))
     prepared.run()
     assert prepared.entry(b"\x05fresh\x06testns\x03svc\x07cluster\x05local\x00" + A_IN) is not None
+
+
+def test_changes_during_the_initial_list_queue_nothing():
+    """Before the sync, a change adds no questions: all of them are prepared once, at the sync."""
+    prepared = Prepared(synced=False)
+    prepared.change(Service("testns", "fresh", cluster_ips=("10.0.0.77",)))
+    assert prepared.server.preparing == 0
