@@ -460,7 +460,7 @@ class DNSServer:
             now = self.reactor.seconds()
             entry = table.entries.get(key)
             if entry is None or entry.expires <= now:
-                self.fast_miss(data, qend, 0, key, now)
+                self.fast_miss(data, qend, 0, key, now, keep=True)
             yield None
         self._preparing = None
         waiters, self._prepared_waiters = self._prepared_waiters, []
@@ -616,7 +616,7 @@ class DNSServer:
 
     # -- the fast route for misses ------------------------------------------------
 
-    def fast_miss(self, data: bytes, qend: int, state: int, key: bytes, now: float) -> _Entry | None:
+    def fast_miss(self, data: bytes, qend: int, state: int, key: bytes, now: float, keep: bool = False) -> _Entry | None:
         """Render a missing answer straight to wire format and keep it; None for the full path.
 
         Taken when the question's server block lets a plugin answer without
@@ -624,12 +624,14 @@ class DNSServer:
         kubernetes plugin's `fast_answer` gives the pure zone function's
         answer, and `wire.render_answer` writes the bytes the full path
         would send. Costs about a tenth of the full path
-        (tests/bench/bench_server.py).
+        (tests/bench/bench_server.py). The answer is kept in the table when
+        keep is set (prepared answers) or on its question's second sighting
+        (`AnswerTable.admit`).
         """
         if data[qend - 2] != 0 or data[qend - 1] != 1:
             return None
         if state & 1:
-            entry = self._with_opt(key, qend, state, now)
+            entry = self._with_opt(key, qend, state, now, keep)
             if entry is not None:
                 return entry
         labels = _labels(key, qend - 17)
@@ -672,10 +674,11 @@ class DNSServer:
             offsets = tuple(offset - qend for offset in serials)
             entry.serial = _Serial(plugin.store, offsets, struct.unpack_from("!I", wire, serials[0])[0])
             tokens = [token for token in tokens if token[-1] != _SERIAL_TOKEN]
-        self.table.put(key, entry, tokens)
+        if keep or self.table.admit(key):
+            self.table.put(key, entry, tokens)
         return entry
 
-    def _with_opt(self, key: bytes, qend: int, state: int, now: float) -> _Entry | None:
+    def _with_opt(self, key: bytes, qend: int, state: int, now: float, keep: bool) -> _Entry | None:
         """The answer for a client with EDNS, from the one rendered for a client without.
 
         `wire.render_answer` writes the OPT record last and changes nothing
@@ -691,7 +694,8 @@ class DNSServer:
         entry.prepared = True
         if plain.serial is not None:
             entry.serial = _Serial(plain.serial.store, plain.serial.offsets, plain.serial.rendered)
-        self.table.put(key, entry, plain.tokens)
+        if keep or self.table.admit(key):
+            self.table.put(key, entry, plain.tokens)
         return entry
 
     # -- the full path ------------------------------------------------------------

@@ -18,6 +18,10 @@ copy (see `discovery.dns.server`). This module is the table itself:
   (The former insertion-order eviction dropped exactly the entries about
   to be asked again, and its `next(iter(dict))` cost grew with the
   deletions at the dict's front: 88 us per eviction at 200,000 entries.)
+* **Admission on the second sighting** (`admit`): the fast route keeps an
+  answer it rendered for a question only when that question was seen
+  before (a bounded set of hashes, reserved out of the limit), so a flood of
+  one-off names never enters the table; prepared answers are kept at once.
 * **Dependency index**: token -> keys of the entries that depend on it,
   so that a Store change drops exactly its dependants (`invalidate`); an
   evicted entry leaves the index with it, so the index never outgrows the
@@ -45,6 +49,8 @@ _DEPENDENCY_COST = 60
 _TOKEN_COST = 650
 # A negative answer's serial patcher (`discovery.dns.server._Serial`) and its offsets.
 _SERIAL_COST = 150
+# One remembered sighting (`admit`): an int and its set slot.
+_SIGHTING_COST = 80
 
 
 def entry_cost(key: bytes, entry) -> int:
@@ -73,12 +79,34 @@ class AnswerTable:
         self._ring: list[bytes | None] = []
         self._hand = 0
         self._free: list[int] = []
+        # Questions seen once (`admit`), as hashes; forgotten all at once
+        # when full. Their room is reserved out of the limit.
+        self._seen: set[int] = set()
+        self._seen_limit = max(64, limit // 1024)
+        self._reserved = self._seen_limit * _SIGHTING_COST
+        self.bytes = self._reserved
 
     def __len__(self) -> int:
         return len(self.entries)
 
     def get(self, key: bytes):
         return self.entries.get(key)
+
+    def admit(self, key: bytes) -> bool:
+        """Is this the second sighting of key (since sightings were last forgotten)?
+
+        Answers rendered for a question are kept from its second sighting
+        on: a flood of names asked once then passes by without displacing
+        anything (TinyLFU's doorkeeper).
+        """
+        seen = self._seen
+        sighting = hash(key)
+        if sighting in seen:
+            return True
+        if len(seen) >= self._seen_limit:
+            seen.clear()
+        seen.add(sighting)
+        return False
 
     def put(self, key: bytes, entry, tokens: Iterable[Hashable]) -> bool:
         """Keep entry under key (replacing any); False when it alone exceeds the limit."""
@@ -89,7 +117,7 @@ class AnswerTable:
         entry.referenced = False
         entry.cost = cost = entry_cost(key, entry)
         by_token = self._by_token
-        if cost + _TOKEN_COST * len(tokens) > self.limit:
+        if cost + _TOKEN_COST * len(tokens) > self.limit - self._reserved:
             return False
         while True:
             need = cost + _TOKEN_COST * sum(1 for token in tokens if token not in by_token)
@@ -134,8 +162,9 @@ class AnswerTable:
         self._canonical.clear()
         self._ring.clear()
         self._free.clear()
+        self._seen.clear()
         self._hand = 0
-        self.bytes = 0
+        self.bytes = self._reserved
 
     # -- internals
 

@@ -65,10 +65,11 @@ def unique_nxdomain(services: int, count: int, salt: str = "") -> list[bytes]:
 
 
 def existing(services: int, count: int) -> list[bytes]:
+    """A and SRV questions for Services: distinct up to twice the Services."""
     wires = []
     for n in range(count):
         name = f"svc-{n % services}.ns-{n % services % 100}.svc.cluster.local."
-        srv = n % 2 == 1
+        srv = (n + n // services) % 2 == 1
         wires.append(
             dns.message.make_query(("_http._tcp." + name) if srv else name, "SRV" if srv else "A", id=n % 65536).to_wire()
         )
