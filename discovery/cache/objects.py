@@ -2,9 +2,19 @@
 
 The API's JSON (camelCase, exactly as the API server sends it, or as a
 manifest file holds it) is converted once, here, at the edge. Each converter
-validates what it reads the way the API server would have, and raises
-`ObjectError` naming the object and the field when it cannot; the caller logs
-that and skips the object, so bad data never reaches the Store.
+validates what it reads, and raises `ObjectError` naming the object, the
+field and the reason when it cannot; the caller logs that and skips the
+object, so bad data never reaches the Store.
+
+The rule for every check: never stricter than the API server under any
+feature gate. An object the API server can store is never dropped by a
+rule it does not enforce (Service names are DNS-1123 labels, not DNS-1035,
+since the RelaxedServiceNameValidation gate of Kubernetes 1.34, KEP-5311;
+IPv4 addresses with leading zeros pass, as netutils.ParseIPSloppy reads
+them, while StrictIPCIDRValidation is off). What is rejected is what would
+make a DNS answer or a kubelet variable wrong, or what the API server
+refuses under every gate, so that a manifests folder follows current
+Kubernetes validation, relaxed rules included.
 
 Only the fields that the DNS schema, CoreDNS's kubernetes plugin and the
 kubelet's Service environment variables read are kept: with 100,000 objects in
@@ -52,10 +62,10 @@ PROTOCOLS = frozenset({"TCP", "UDP", "SCTP"})
 ADDRESS_TYPES = frozenset({"IPv4", "IPv6", "FQDN"})
 IP_FAMILIES = frozenset({"IPv4", "IPv6"})
 
-# k8s.io/apimachinery/pkg/util/validation: DNS-1123 label (also Service and
-# EndpointSlice port names) and subdomain, DNS-1035 label (Service names).
+# k8s.io/apimachinery/pkg/util/validation: DNS-1123 label (Service names
+# under RelaxedServiceNameValidation, namespaces, Service and EndpointSlice
+# port names, endpoint hostnames) and subdomain.
 _DNS1123_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?\Z")
-_DNS1035_LABEL = re.compile(r"[a-z]([-a-z0-9]*[a-z0-9])?\Z")
 _DNS1123_SUBDOMAIN = re.compile(
     r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*\Z"
 )
@@ -100,8 +110,9 @@ class Service:
     namespace: str
     name: str
     type: str = "ClusterIP"
-    #: Allocated cluster IPs, primary first (spec.clusterIPs). Empty for
-    #: headless and ExternalName Services and for Services not yet allocated.
+    #: Allocated cluster IPs, primary first (spec.clusterIPs), in canonical
+    #: form: what DNS answers carry. Empty for headless and ExternalName
+    #: Services and for Services not yet allocated.
     cluster_ips: tuple[str, ...] = ()
     #: spec.clusterIP == "None".
     headless: bool = False
@@ -112,6 +123,10 @@ class Service:
     publish_not_ready_addresses: bool = False
     selector: Labels = ()
     labels: Labels = ()
+    #: spec.clusterIP exactly as the API server stored it, when that is not
+    #: the canonical spelling of cluster_ips[0] ("2001:DB8::1", "010.0.0.1":
+    #: the API server only warns); None otherwise, which costs nothing.
+    cluster_ip_as_written: str | None = None
 
     @property
     def key(self) -> tuple[str, str]:
@@ -119,8 +134,15 @@ class Service:
 
     @property
     def cluster_ip(self) -> str:
-        """The primary cluster IP ("" when there is none), as the kubelet reads it."""
+        """The primary cluster IP in canonical form ("" when there is none)."""
         return self.cluster_ips[0] if self.cluster_ips else ""
+
+    @property
+    def spec_cluster_ip(self) -> str:
+        """spec.clusterIP verbatim ("" when there is none): what the kubelet copies into variables."""
+        if self.cluster_ip_as_written is not None and self.cluster_ips:
+            return self.cluster_ip_as_written
+        return self.cluster_ip
 
     @property
     def is_external_name(self) -> bool:
@@ -283,7 +305,7 @@ class _Reader:
         if not isinstance(value, str):
             self.fail(f"{path}: expected an IP address, got {value!r}")
         try:
-            address = ipaddress.ip_address(value)
+            address = _parse_ip_sloppy(value)
         except ValueError:
             self.fail(f"{path}: {value!r} is not an IP address")
         if family is not None and _family(address) != family:
@@ -318,9 +340,27 @@ class _Reader:
     def check_namespace(self):
         if self.namespace is None:
             self.fail("metadata.namespace is missing")
-        if len(self.namespace) > 63 or not _DNS1123_LABEL.match(self.namespace):
+        if not _is_dns_label(self.namespace):
             self.fail(f"metadata.namespace: {self.namespace!r} is not a valid DNS-1123 label")
         self.namespace = sys.intern(self.namespace)
+
+
+_LEADING_ZEROS_IPV4 = re.compile(r"[0-9]{1,3}(\.[0-9]{1,3}){3}\Z")
+
+
+def _parse_ip_sloppy(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
+    """ipaddress.ip_address, plus IPv4 with leading zeros read as decimal.
+
+    netutils.ParseIPSloppy (the API server's parser while the
+    StrictIPCIDRValidation gate is off) reads "010.000.000.001" as 10.0.0.1;
+    Python refuses leading zeros since 3.9.5.
+    """
+    try:
+        return ipaddress.ip_address(text)
+    except ValueError:
+        if not _LEADING_ZEROS_IPV4.match(text):
+            raise
+        return ipaddress.IPv4Address(".".join(str(int(part)) for part in text.split(".")))
 
 
 def _family(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> str:
@@ -336,6 +376,10 @@ def _is_dns_subdomain(value: str) -> bool:
     return len(value) <= 253 and bool(_DNS1123_SUBDOMAIN.match(value))
 
 
+def _is_dns_label(value: str) -> bool:
+    return len(value) <= 63 and bool(_DNS1123_LABEL.match(value))
+
+
 # --- converters --------------------------------------------------------------
 
 
@@ -343,7 +387,10 @@ def service_from_api(obj: Any, default_namespace: str | None = None) -> Service:
     """Convert a v1 Service. Raises ObjectError for what the API would reject."""
     r = _Reader("Service", obj, default_namespace)
     r.check_namespace()
-    r.check_name(_DNS1035_LABEL, "DNS-1035 label (Service name)", 63)
+    # ValidateService names Services with NameIsDNS1035Label, or with
+    # NameIsDNSLabel under RelaxedServiceNameValidation (1.34, KEP-5311):
+    # "1kubernetes" is a name the API server may hold, and DNS answers for it.
+    r.check_name(_DNS1123_LABEL, "DNS-1123 label (Service name)", 63)
     metadata = r.mapping(obj.get("metadata"), "metadata")
     spec = r.mapping(obj.get("spec"), "spec")
 
@@ -358,12 +405,16 @@ def service_from_api(obj: Any, default_namespace: str | None = None) -> Service:
     if raw_ips and cluster_ip and raw_ips[0] != cluster_ip:
         r.fail(f"spec.clusterIPs[0] {raw_ips[0]!r} does not match spec.clusterIP {cluster_ip!r}")
     headless = bool(raw_ips) and raw_ips[0] == "None"
+    as_written = None
     if headless:
         if len(raw_ips) > 1:
             r.fail("spec.clusterIPs: 'None' must be the only entry of a headless Service")
         cluster_ips: tuple[str, ...] = ()
     else:
         cluster_ips = tuple(r.ip(ip, f"spec.clusterIPs[{i}]") for i, ip in enumerate(raw_ips))
+        if cluster_ips and cluster_ips[0] != raw_ips[0]:
+            # The kubelet copies spec.clusterIP into its variables verbatim.
+            as_written = raw_ips[0]
         if len(cluster_ips) > 2 or (
             len(cluster_ips) == 2 and family_of(cluster_ips[0]) == family_of(cluster_ips[1])
         ):
@@ -384,7 +435,7 @@ def service_from_api(obj: Any, default_namespace: str | None = None) -> Service:
         external_name = external_name.rstrip(".").lower()
         if not external_name or not _is_dns_subdomain(external_name):
             r.fail(f"spec.externalName: {external_name!r} is not a DNS name")
-        cluster_ips, headless, families = (), False, []
+        cluster_ips, headless, families, as_written = (), False, [], None
 
     ports = []
     # ValidateService: names are DNS-1123 labels, unique, and required when
@@ -398,7 +449,8 @@ def service_from_api(obj: Any, default_namespace: str | None = None) -> Service:
         name = r.string(port.get("name"), f"{path}.name", "")
         if not name and len(raw_ports) > 1:
             r.fail(f"{path}.name is required when a Service has more than one port")
-        if name and (len(name) > 63 or not _DNS1123_LABEL.match(name)):
+        if name and not _is_dns_label(name):
+            # It becomes the _port label of SRV names.
             r.fail(f"{path}.name: {name!r} is not a valid DNS-1123 label")
         if name in seen_names:
             r.fail(f"{path}.name: duplicate port name {name!r}")
@@ -428,6 +480,7 @@ def service_from_api(obj: Any, default_namespace: str | None = None) -> Service:
         publish_not_ready_addresses=publish,
         selector=r.labels(spec.get("selector"), "spec.selector"),
         labels=r.labels(metadata.get("labels"), "metadata.labels"),
+        cluster_ip_as_written=as_written,
     )
 
 
@@ -456,7 +509,8 @@ def _hostname(r: _Reader, value: Any, path: str) -> str | None:
     hostname = r.string(value, path)
     if not hostname:
         return None
-    if len(hostname) > 63 or not _DNS1123_LABEL.match(hostname):
+    if not _is_dns_label(hostname):
+        # It becomes the first label of the endpoint's DNS name.
         r.fail(f"{path}: {hostname!r} is not a valid DNS-1123 label")
     return hostname
 
@@ -489,7 +543,8 @@ def endpoint_slice_from_api(obj: Any, default_namespace: str | None = None) -> E
             where = f"{path}.addresses[{j}]"
             if address_type == "FQDN":
                 text = r.string(address, where, "")
-                if not _is_dns_subdomain(text):
+                # IsFullyQualifiedDomainName: a trailing dot is allowed.
+                if not _is_dns_subdomain(text[:-1] if text.endswith(".") else text):
                     r.fail(f"{where}: {text!r} is not a DNS name")
                 addresses.append(text)
             else:
@@ -518,7 +573,8 @@ def endpoint_slice_from_api(obj: Any, default_namespace: str | None = None) -> E
         path = f"ports[{i}]"
         port = r.mapping(port, path)
         name = r.string(port.get("name"), f"{path}.name", "")
-        if name and (len(name) > 63 or not _DNS1123_LABEL.match(name)):
+        if name and not _is_dns_label(name):
+            # It becomes the _port label of SRV names.
             r.fail(f"{path}.name: {name!r} is not a valid DNS-1123 label")
         ports.append(
             EndpointPort(
@@ -635,7 +691,7 @@ def pod_from_api(obj: Any, default_namespace: str | None = None) -> Pod:
 def namespace_from_api(obj: Any, default_namespace: str | None = None) -> Namespace:
     """Convert a v1 Namespace (a cluster-scoped object)."""
     r = _Reader("Namespace", obj, None)
-    if len(r.name) > 63 or not _DNS1123_LABEL.match(r.name):
+    if not _is_dns_label(r.name):
         r.fail(f"metadata.name: {r.name!r} is not a valid DNS-1123 label")
     metadata = r.mapping(obj.get("metadata"), "metadata")
     return Namespace(
