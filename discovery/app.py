@@ -70,7 +70,9 @@ class _AppCollector:
     """Metrics read from the running configuration when Prometheus scrapes.
 
     wayfinder_cache_last_sync_timestamp_seconds: how fresh each cache is;
-    coredns_plugin_enabled: 1 per directive per server block and zone.
+    coredns_plugin_enabled: 1 per handler directive per server block and
+    zone, as CoreDNS's metrics setup lists conf.Handlers() (not bind,
+    health, ready, reload).
     """
 
     def __init__(self, app: "Application"):
@@ -248,7 +250,7 @@ class Application:
             key = (block.port, block.bind)
             server = _either(key, assembly.servers, self.servers)
             if server is None:
-                server = DNSServer(self.reactor, [], port=block.port, addresses=block.bind)
+                server = DNSServer(self.reactor, [], port=block.port, addresses=block.bind, metrics=self.dns_metrics)
                 assembly.new_servers.append(server)
                 # Listening first: a block on port 0 learns its port, for
                 # its label and for the loop plugin's probe.

@@ -47,7 +47,7 @@ from twisted.internet import defer
 from ..corefile import Directive, parse_duration
 from ..plugin import BuildContext, PluginSpec
 from ..zones import in_zone, normalize_zone, zones_from_cidr
-from .request import Request
+from .request import PluginError, Request
 from .upstream import HealthCheck, ProxyMetrics, Upstream, UpstreamAddress, UpstreamError
 
 __all__ = ["ForwardConfig", "ForwardPlugin", "ForwardError", "setup_forward", "read_resolv_conf", "MAX_UPSTREAMS"]
@@ -386,7 +386,7 @@ class UpstreamLike(Protocol):
     def stop(self) -> None: ...
 
 
-class ForwardError(Exception):
+class ForwardError(PluginError):
     """No upstream answered. The server answers SERVFAIL and `errors` logs the
     reason, as CoreDNS logs "2 NAME TYPE: read udp ...: i/o timeout"."""
 

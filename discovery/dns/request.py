@@ -29,6 +29,7 @@ __all__ = [
     "Next",
     "Result",
     "ANY_CHANGE",
+    "PluginError",
 ]
 
 Result = Union[dns.message.Message, Deferred]
@@ -36,6 +37,14 @@ Next = Callable[["Request"], Result]
 
 #: A dependency on every change of a store (a token is (store key, what)).
 ANY_CHANGE = "*"
+
+
+class PluginError(Exception):
+    """A query a plugin fails on purpose (CoreDNS's ``return rcode, err``).
+
+    The server answers SERVFAIL and `errors` logs it; unlike any other
+    exception it is not a bug, so it does not count in coredns_panics_total.
+    """
 
 
 @attrs.define(slots=True)

@@ -44,7 +44,7 @@ from twisted.python.failure import Failure
 from ..ops.metrics import DNSMetrics
 from ..zones import longest_match
 from .loadbalance import rotations
-from .request import FastPathPolicy, Request
+from .request import FastPathPolicy, PluginError, Request
 
 __all__ = ["BlockRuntime", "DNSServer", "AnswerTable", "render"]
 
@@ -326,8 +326,11 @@ def _client_host(host: str) -> str:
 class DNSServer:
     """The listeners of one address:port and the server blocks behind them."""
 
-    def __init__(self, reactor, blocks: list[BlockRuntime], *, port: int, addresses: tuple[str, ...] = (), table_capacity: int = 100_000):
+    def __init__(self, reactor, blocks: list[BlockRuntime], *, port: int, addresses: tuple[str, ...] = (), table_capacity: int = 100_000, metrics: DNSMetrics | None = None):
         self.reactor = reactor
+        #: Where coredns_panics_total is counted: every server, whether or
+        #: not its blocks have `prometheus`, as CoreDNS counts them.
+        self.metrics = metrics
         self.port = port
         self.addresses = addresses
         self.table = AnswerTable(table_capacity)
@@ -559,6 +562,9 @@ class DNSServer:
         return result
 
     def _servfail(self, block: BlockRuntime, request: Request, failure: Failure) -> dns.message.Message:
+        if self.metrics is not None and not failure.check(PluginError):
+            # CoreDNS's vars.Panic: a bug, not a plugin's deliberate failure.
+            self.metrics.panics += 1
         if block.error_log is not None:
             block.error_log(request, failure)
         else:
@@ -637,7 +643,7 @@ class DNSServer:
 
     def _lookup(self, block: BlockRuntime, parent: Request, name: dns.name.Name, rdtype: int) -> Deferred:
         if parent.depth >= MAX_LOOKUP_DEPTH:
-            return defer.fail(RuntimeError(f"lookup of {name} nests deeper than {MAX_LOOKUP_DEPTH}"))
+            return defer.fail(PluginError(f"lookup of {name} nests deeper than {MAX_LOOKUP_DEPTH}"))
         query = dns.message.make_query(name, rdtype)
         zone = longest_match(self._zones, name.to_text().lower())
         target = self._zone_block.get(zone, block) if zone is not None else block

@@ -6,7 +6,8 @@ answers. So the per-query counters here are plain dicts of ints keyed by
 label tuples, and a collector turns them into CoreDNS's metric families
 (`coredns_dns_requests_total`, `..._responses_total`,
 `..._request_duration_seconds`, `..._request_size_bytes`,
-`..._response_size_bytes`, `..._do_requests_total`) when Prometheus scrapes.
+`..._response_size_bytes`, `..._do_requests_total`, `coredns_panics_total`)
+when Prometheus scrapes.
 Everything else (cache, forward, webhook, ...) uses prometheus_client
 directly on the same registry.
 """
@@ -141,6 +142,9 @@ class DNSMetrics(Collector):
         self.request_sizes: dict[tuple, _Histogram] = {}
         self.response_sizes: dict[tuple, _Histogram] = {}
         self._meters: dict[tuple, Meter] = {}
+        #: Queries that ended in an unexpected exception (SERVFAIL and a log
+        #: line): CoreDNS's recovered panics, which carry no labels.
+        self.panics = 0
         if registry is not None:
             registry.register(self)
 
@@ -189,6 +193,9 @@ class DNSMetrics(Collector):
         for labels, cell in list(self.do_requests.items()):
             do_requests.add_metric(labels, cell[0])
         yield do_requests
+        yield CounterMetricFamily(
+            "coredns_panics", "A metrics that counts the number of panics.", value=self.panics
+        )
         yield _histogram_family(
             "coredns_dns_request_duration_seconds",
             "Histogram of the time (in seconds) each request took per zone.",
