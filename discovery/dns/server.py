@@ -1,22 +1,26 @@
 """The DNS wire edge: UDP and TCP listeners, the table of rendered answers, the error ladder.
 
 Per query, the hot path reads the header and the question straight from the
-packet, without building a message object, and looks the lower-cased
-question (plus the client's EDNS state) up in a table of answers rendered
-earlier. A hit copies the rendered bytes, writes the client's ID, RD and CD
-bits, and the client's own question bytes (same length, same offsets), so
-every name compressed against the question carries the client's 0x20 case.
-Tuned against dnsperf on 10,000 Services: see tests/bench/bench_dns.py.
+packet, without building a message object, and looks the question exactly
+as written (plus the client's EDNS state) up in a table of answers rendered
+earlier. A hit copies the rendered bytes and writes the client's ID, RD and
+CD bits. The key keeps the question's case because the answers do, byte for
+byte as CoreDNS writes them (compress.py): CoreDNS sends answers that fit
+uncompressed, so owner names spell out the client's 0x20 case rather than
+pointing to the question. Tuned against dnsperf on 10,000 Services: see
+tests/bench/bench_dns.py.
 
 Anything else takes the full path (dnspython): parse, dispatch to the server
-block whose zone is the longest match, run its plugin chain, render (with
-truncation to what the client accepts), and store the rendering when the
-plugins allow it (`FastPathPolicy`). Rendered answers are dropped when the
-Store changes what they depend on, or when they expire.
+block whose zone is the longest match, run its plugin chain, render as
+CoreDNS does (compress.render: truncation to what the client accepts, and
+UDP answers never larger than `max_udp_size`, 1232 bytes by default, the
+DNS flag day 2020 value), and store the rendering when the plugins allow it
+(`FastPathPolicy`). Rendered answers are dropped when the Store changes what
+they depend on, or when they expire.
 
 The error ladder, in one place: an unreadable header or a response packet
-is dropped; a packet that does not parse, or that does not hold exactly one
-question, gets FORMERR; an opcode other than QUERY gets NOTIMP; an EDNS
+is dropped; a packet that does not parse, that carries a malformed EDNS
+option (edns.py), or that does not hold exactly one question, gets FORMERR; an opcode other than QUERY gets NOTIMP; an EDNS
 version other than 0 gets BADVERS; a bug while answering gets SERVFAIL and
 one log line naming the query.
 """
@@ -43,10 +47,12 @@ from twisted.python.failure import Failure
 
 from ..ops.metrics import DNSMetrics
 from ..zones import longest_match
+from .compress import render
+from .edns import has_malformed_options, options_end
 from .loadbalance import rotations
 from .request import FastPathPolicy, PluginError, Request
 
-__all__ = ["BlockRuntime", "DNSServer", "AnswerTable", "render"]
+__all__ = ["BlockRuntime", "DNSServer", "AnswerTable", "render", "MAX_UDP_SIZE"]
 
 log = logging.getLogger("wayfinder.dns")
 
@@ -58,6 +64,9 @@ TCP_IDLE_TIMEOUT = 10.0
 _PORT_0_ATTEMPTS = 20
 #: Seconds between reports of reused answers to their plugins' counters.
 REUSE_REPORT_INTERVAL = 1.0
+#: UDP answers are never larger than this, whatever the client advertises:
+#: the DNS flag day 2020 value knotd and BIND use; `bufsize` sets another.
+MAX_UDP_SIZE = 1232
 #: The UDP receive buffer asked for: 4 MiB.
 UDP_RECEIVE_BUFFER = 4 << 20
 _OPT = 41
@@ -250,30 +259,12 @@ class AnswerTable:
         self._by_token.clear()
 
 
-def render(response: dns.message.Message, max_size: int) -> tuple[bytes, bool]:
-    """Wire format within max_size; returns (wire, truncated).
-
-    Truncation drops whole RRsets from the end and sets TC when an answer or
-    authority RRset did not fit (RFC 2181 section 9); the OPT record is kept.
-    Additional records that did not fit are dropped without TC, but the
-    answer counts as truncated all the same: it must not be reused for a
-    client that takes more.
-    """
-    # want_shuffle=False: dnspython shuffles RRsets by default; CoreDNS keeps
-    # their order (loadbalance rotates them on purpose).
-    wire = response.to_wire(max_size=max_size, prefer_truncation=True, want_shuffle=False)
-    if wire[2] & 0x02:
-        return wire, True
-    additional = sum(len(rrset) for rrset in response.additional) + (response.opt is not None)
-    return wire, (wire[10] << 8 | wire[11]) < additional
-
-
 def _table_key(data: bytes, qend: int, edns_state: int) -> bytes:
-    """The table's key for a query: its lower-cased name, its type and class,
-    then one byte of client state that changes the answer: EDNS (1), DO (2)
-    and CD (4: the cache keys on it)."""
-    name_end = qend - 5
-    return data[12:name_end].lower() + data[name_end:qend] + _STATE_BYTES[edns_state | (data[3] & 0x10) >> 2]
+    """The table's key for a query: its question as written (name, type,
+    class), then one byte of client state that changes the answer: EDNS (1),
+    DO (2) and CD (4: the cache keys on it). The name keeps its case: the
+    rendered answer spells it out (see the module docstring)."""
+    return data[12:qend] + _STATE_BYTES[edns_state | (data[3] & 0x10) >> 2]
 
 
 def _question_end(data: bytes) -> int:
@@ -326,8 +317,10 @@ def _client_host(host: str) -> str:
 class DNSServer:
     """The listeners of one address:port and the server blocks behind them."""
 
-    def __init__(self, reactor, blocks: list[BlockRuntime], *, port: int, addresses: tuple[str, ...] = (), table_capacity: int = 100_000, metrics: DNSMetrics | None = None):
+    def __init__(self, reactor, blocks: list[BlockRuntime], *, port: int, addresses: tuple[str, ...] = (), table_capacity: int = 100_000, metrics: DNSMetrics | None = None, max_udp_size: int = MAX_UDP_SIZE):
         self.reactor = reactor
+        #: The largest UDP answer, whatever the client advertises (`bufsize`).
+        self.max_udp_size = max_udp_size
         #: Where coredns_panics_total is counted: every server, whether or
         #: not its blocks have `prometheus`, as CoreDNS counts them.
         self.metrics = metrics
@@ -466,16 +459,22 @@ class DNSServer:
             dnssec_ok = False
         elif arcount == 1:
             # One OPT RR: root name, type 41, class = UDP size, TTL = ext-rcode,
-            # version, flags; then the options, which change nothing here.
+            # version, flags; then the options, which change nothing here but
+            # must be well-formed (a malformed one is FORMERR on the full path).
             if n < qend + 11 or data[qend] != 0 or data[qend + 1] != 0 or data[qend + 2] != _OPT:
                 return None
-            if data[qend + 6] != 0 or n != qend + 11 + (data[qend + 9] << 8 | data[qend + 10]):
+            rdlength = data[qend + 9] << 8 | data[qend + 10]
+            if data[qend + 6] != 0 or n != qend + 11 + rdlength:
+                return None
+            if rdlength and options_end(data, qend + 11, rdlength) < 0:
                 return None
             dnssec_ok = bool(data[qend + 7] & 0x80)
             state = 3 if dnssec_ok else 1
             limit = data[qend + 3] << 8 | data[qend + 4]
             if limit < 512:
                 limit = 512
+            elif limit > self.max_udp_size:
+                limit = self.max_udp_size
         else:
             return None
         entry = self.table.entries.get(_table_key(data, qend, state))
@@ -504,6 +503,8 @@ class DNSServer:
             send(_header_reply(data, dns.rcode.NOTIMP))
             return
         try:
+            if has_malformed_options(data):
+                raise dns.exception.FormError("malformed EDNS option")
             query = dns.message.from_wire(data, ignore_trailing=False)
         except Exception:
             qend = _question_end(data)
@@ -525,7 +526,7 @@ class DNSServer:
             proto=proto,
             client=(_client_host(host), port),
             edns=query.edns == 0,
-            max_size=65535 if proto == "tcp" else (max(512, query.payload) if query.edns >= 0 else 512),
+            max_size=65535 if proto == "tcp" else (min(max(512, query.payload), self.max_udp_size) if query.edns >= 0 else 512),
             dnssec_ok=query.edns >= 0 and bool(query.ednsflags & dns.flags.DO),
         )
         if query.edns > 0:
@@ -584,7 +585,7 @@ class DNSServer:
         variants = rotations(response) if block.loadbalance else None
         if variants:
             response = variants[0]
-        wire, truncated = render(response, request.max_size)
+        wire, truncated = render(response, request.max_size, udp=request.proto == "udp", ipv6=_family_of(request.client[0]) == "2")
         send(wire)
         rcode = response.rcode()
         if not truncated:
@@ -603,11 +604,11 @@ class DNSServer:
         if not policy.reusable or request.depth:
             return
         qend = _question_end(data)
-        # The rendered question must sit where the client's does, for hits to
-        # write theirs over it.
-        if qend < 0 or wire[12:qend].lower() != data[12:qend].lower():
+        # The rendered question must be the client's, where the client's is.
+        if qend < 0 or wire[12:qend] != data[12:qend]:
             return
-        rendered = [wire] + [v.to_wire(max_size=65535, want_shuffle=False) for v in (variants or [])[1:]]
+        udp, ipv6 = request.proto == "udp", _family_of(request.client[0]) == "2"
+        rendered = [wire] + [render(v, request.max_size, udp=udp, ipv6=ipv6)[0] for v in (variants or [])[1:]]
         if any(len(r) != len(wire) for r in rendered):
             rendered = [wire]
         key = _table_key(data, qend, (1 if request.edns else 0) | (2 if request.dnssec_ok else 0))

@@ -80,14 +80,16 @@ def test_a_reused_answer_carries_the_clients_id_and_rd_bit():
     assert not response.flags & dns.flags.RD
 
 
-def test_a_reused_answer_carries_the_clients_letter_case():
-    """Names compressed against the question show the case this client wrote (0x20)."""
+def test_a_question_in_another_letter_case_has_its_own_entry():
+    """Answers spell out the client's 0x20 case (uncompressed, as CoreDNS sends them), so each spelling is its own entry."""
     harness = Harness(Counting())
     harness.ask(query("web.default.svc.cluster.local."))
     response = harness.ask(query("WeB.DeFault.svc.Cluster.local."))
-    assert harness.plugin.calls == 1
-    assert response.question[0].name.to_text() == "WeB.DeFault.svc.Cluster.local."
-    assert response.answer[0].name.to_text() == "WeB.DeFault.svc.Cluster.local."
+    again = harness.ask(query("WeB.DeFault.svc.Cluster.local."))
+    assert harness.plugin.calls == 2
+    for answer in (response, again):
+        assert answer.question[0].name.to_text() == "WeB.DeFault.svc.Cluster.local."
+        assert answer.answer[0].name.to_text() == "WeB.DeFault.svc.Cluster.local."
 
 
 @pytest.mark.parametrize(
