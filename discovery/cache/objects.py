@@ -432,8 +432,11 @@ def service_from_api(obj: Any, default_namespace: str | None = None) -> Service:
 
     external_name = r.string(spec.get("externalName"), "spec.externalName", "")
     if service_type == "ExternalName":
-        external_name = external_name.rstrip(".").lower()
-        if not external_name or not _is_dns_subdomain(external_name):
+        # Kept as written: CoreDNS's CNAME carries the object's spelling. The
+        # API server holds only lower case; a manifest may not, and case
+        # changes no answer's meaning, so it is not a reason to drop it.
+        external_name = external_name.rstrip(".")
+        if not external_name or not _is_dns_subdomain(external_name.lower()):
             r.fail(f"spec.externalName: {external_name!r} is not a DNS name")
         cluster_ips, headless, families, as_written = (), False, [], None
 

@@ -11,7 +11,7 @@ import dns.rcode
 import dns.rdatatype
 import pytest
 
-from discovery.cache.objects import Namespace
+from discovery.cache.objects import Namespace, Service
 from discovery.dns.zone import answer, nodata
 
 from .zone_fixture import CLOCK, SOA, SOA_V4, SOA_V6, Row, ask, cluster, expected, lines, options, table
@@ -411,3 +411,17 @@ def test_name_outside_the_zone_is_refused_with_a_clear_error(store, default_opti
     """Asking about a name shorter than the zone is a caller's mistake, reported as such."""
     with pytest.raises(ValueError, match="not within the zone"):
         answer(dns.name.from_text("local."), dns.rdatatype.A, store, default_options, "cluster.local.")
+
+
+def test_a_cname_target_keeps_the_objects_spelling():
+    """An ExternalName's CNAME target is written as the object holds it, the owner as the client asked.
+
+    plugin/kubernetes/handler_case_test.go keeps the query's case in what it
+    derives from the question and the object's case in what it reads from
+    the object: backend_lookup.go copies svc.ExternalName into the target.
+    """
+    store = cluster()
+    store.put(Service("testns", "mixed", type="ExternalName", external_name="Ext.Interwebs.Test"))
+    got = ask(store, options(), "MiXeD.testns.svc.cluster.local.", "CNAME")
+    assert [line.split()[-1] for line in lines(got.answer)] == ["Ext.Interwebs.Test."]
+    assert lines(got.answer)[0].split()[0] == "MiXeD.testns.svc.cluster.local."
