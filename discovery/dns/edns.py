@@ -29,15 +29,21 @@ options); the full path calls `has_malformed_options` before parsing.
 
 from __future__ import annotations
 
+import struct
+
 import dns.edns
 
-__all__ = ["options_end", "has_malformed_options", "OPTION_COOKIE", "OPTION_ECS"]
+__all__ = ["options_end", "has_malformed_options", "COOKIE_ALONE", "OPTION_COOKIE", "OPTION_ECS"]
 
 OPTION_ECS = 8
 OPTION_COOKIE = 10
 _OPT = 41
 #: ECS families: the address length in bits.
 _ECS_BITS = {1: 32, 2: 128}
+#: The usual OPT RDATA, a COOKIE option alone (dig and resolvers send one):
+#: its header -> the RDATA length that makes it the only option. The hot
+#: path looks it up inline before calling options_end.
+COOKIE_ALONE = {struct.pack("!HH", OPTION_COOKIE, n): n + 4 for n in (8, *range(16, 41))}
 #: Lengths miekg/dns refuses, by option code (see the module docstring).
 _BAD_LENGTH = {
     1: lambda n: n < 18,
@@ -53,6 +59,9 @@ def options_end(data: bytes, start: int, length: int) -> int:
     end = start + length
     if end > len(data):
         return -1
+    # The hot path's usual case in one slice and one lookup: 0.2 us, not 1.
+    if COOKIE_ALONE.get(data[start : start + 4]) == length:
+        return end
     i = start
     while i < end:
         if i + 4 > end:
