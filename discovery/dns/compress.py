@@ -30,12 +30,13 @@ from __future__ import annotations
 
 import io
 import struct
+from typing import NamedTuple
 
 import dns.message
 import dns.name
 import dns.rdatatype
 
-__all__ = ["pack", "render", "FRAGMENT_LIMIT_IPV4", "FRAGMENT_LIMIT_IPV6"]
+__all__ = ["pack", "render", "Rendered", "udp_sizes_served", "FRAGMENT_LIMIT_IPV4", "FRAGMENT_LIMIT_IPV6"]
 
 #: request.Scrub: over UDP, compress answers larger than these (from NSD).
 FRAGMENT_LIMIT_IPV4 = 1480
@@ -133,16 +134,42 @@ def pack(message: dns.message.Message, *, compress: bool, max_size: int = 65535)
     return bytes(wire), bool(left_out)
 
 
-def render(message: dns.message.Message, max_size: int, *, udp: bool, ipv6: bool) -> tuple[bytes, bool]:
-    """The message as CoreDNS sends it to a client taking max_size bytes; returns (wire, truncated).
+class Rendered(NamedTuple):
+    wire: bytes
+    #: Records were left out (TC set or not): not the whole answer.
+    truncated: bool
+    #: The message's length spelled out: len(wire) unless it was compressed.
+    plain_size: int
+
+
+def render(message: dns.message.Message, max_size: int, *, udp: bool, ipv6: bool) -> Rendered:
+    """The message as CoreDNS sends it to a client taking max_size bytes.
 
     Uncompressed when it fits (compressed all the same over UDP past the
     fragmentation limit of the client's family), else compressed and
     truncated record by record (module docstring).
     """
     wire, _ = pack(message, compress=False)
-    if len(wire) <= max_size:
-        if udp and len(wire) > (FRAGMENT_LIMIT_IPV6 if ipv6 else FRAGMENT_LIMIT_IPV4):
-            return pack(message, compress=True)[0], False
-        return wire, False
-    return pack(message, compress=True, max_size=max_size)
+    plain_size = len(wire)
+    if plain_size <= max_size:
+        if udp and plain_size > (FRAGMENT_LIMIT_IPV6 if ipv6 else FRAGMENT_LIMIT_IPV4):
+            return Rendered(pack(message, compress=True)[0], False, plain_size)
+        return Rendered(wire, False, plain_size)
+    return Rendered(*pack(message, compress=True, max_size=max_size), plain_size)
+
+
+def udp_sizes_served(rendered: Rendered) -> tuple[int, int]:
+    """(least, most): the UDP sizes for which render() gives these very bytes, for either family.
+
+    A rendering spelled out is what every client taking at least its size
+    gets, as long as it is below both fragmentation limits; a compressed one
+    is what a client gets whose size it fits but the spelled-out message
+    does not. (1, 0), no size at all, for a truncated rendering. Over TCP
+    (65535) a rendering is reused only when it is spelled out.
+    """
+    size = len(rendered.wire)
+    if rendered.truncated:
+        return (1, 0)
+    if size == rendered.plain_size:
+        return (size, 65535) if size <= FRAGMENT_LIMIT_IPV6 else (1, 0)
+    return (size, rendered.plain_size - 1)

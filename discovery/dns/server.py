@@ -47,7 +47,7 @@ from twisted.python.failure import Failure
 
 from ..ops.metrics import DNSMetrics
 from ..zones import longest_match
-from .compress import render
+from .compress import render, udp_sizes_served
 from .edns import COOKIE_ALONE, has_malformed_options, options_end
 from .loadbalance import rotations
 from .request import FastPathPolicy, PluginError, Request
@@ -151,17 +151,22 @@ class _Entry:
     """A rendered answer: everything but the client's ID, RD/CD bits and question."""
 
     __slots__ = (
-        "prefixes", "tails", "turn", "size", "expires", "block", "zone", "rcode", "plugin",
-        "meter_key", "meter", "countdown", "on_reuse", "reuses",
+        "prefixes", "tails", "turn", "size", "udp_min", "udp_max", "tcp", "expires", "block", "zone",
+        "rcode", "plugin", "meter_key", "meter", "countdown", "on_reuse", "reuses",
     )
 
-    def __init__(self, wire: bytes, variants: list[bytes], qend: int, policy: FastPathPolicy, now: float, block, zone, rcode, plugin):
+    def __init__(self, rendered, variants: list[bytes], qend: int, policy: FastPathPolicy, now: float, block, zone, rcode, plugin):
+        wire = rendered.wire
         self.prefixes = _prefixes(wire)
         #: What follows the question: one bytes object, or a tuple of the
         #: loadbalance rotations handed out in turn.
         self.tails = wire[qend:] if len(variants) == 1 else tuple(variant[qend:] for variant in variants)
         self.turn = 0
         self.size = len(wire)
+        #: The clients these bytes are CoreDNS's answer for: a UDP size in
+        #: [udp_min, udp_max], or TCP (compress.udp_sizes_served).
+        self.udp_min, self.udp_max = udp_sizes_served(rendered)
+        self.tcp = rendered.plain_size == len(wire)
         self.expires = policy.expires
         self.block = block
         self.zone = zone
@@ -482,7 +487,10 @@ class DNSServer:
         entry = self.table.entries.get(_table_key(data, qend, state))
         if entry is None or entry.expires <= now:
             return None
-        if max_size_udp and entry.size > limit:
+        if max_size_udp:
+            if not entry.udp_min <= limit <= entry.udp_max:
+                return None
+        elif not entry.tcp:
             return None
         wire = (
             data[:2]
@@ -587,11 +595,12 @@ class DNSServer:
         variants = rotations(response) if block.loadbalance else None
         if variants:
             response = variants[0]
-        wire, truncated = render(response, request.max_size, udp=request.proto == "udp", ipv6=_family_of(request.client[0]) == "2")
+        rendered = render(response, request.max_size, udp=request.proto == "udp", ipv6=_family_of(request.client[0]) == "2")
+        wire = rendered.wire
         send(wire)
         rcode = response.rcode()
-        if not truncated:
-            self._remember(block, request, data, wire, response, variants, rcode)
+        if not rendered.truncated:
+            self._remember(block, request, data, rendered, variants, rcode)
         duration = self.reactor.seconds() - started
         if block.metrics is not None:
             block.metrics.meter(
@@ -601,20 +610,21 @@ class DNSServer:
         if block.query_log is not None:
             block.query_log(request.client[0], request.client[1], request.proto, data, wire, rcode, duration)
 
-    def _remember(self, block, request: Request, data: bytes, wire: bytes, response, variants, rcode: int) -> None:
+    def _remember(self, block, request: Request, data: bytes, rendered, variants, rcode: int) -> None:
         policy: FastPathPolicy = request.fastpath
         if not policy.reusable or request.depth:
             return
         qend = _question_end(data)
+        wire = rendered.wire
         # The rendered question must be the client's, where the client's is.
         if qend < 0 or wire[12:qend] != data[12:qend]:
             return
         udp, ipv6 = request.proto == "udp", _family_of(request.client[0]) == "2"
-        rendered = [wire] + [render(v, request.max_size, udp=udp, ipv6=ipv6)[0] for v in (variants or [])[1:]]
-        if any(len(r) != len(wire) for r in rendered):
-            rendered = [wire]
+        variants_wire = [wire] + [render(v, request.max_size, udp=udp, ipv6=ipv6).wire for v in (variants or [])[1:]]
+        if any(len(r) != len(wire) for r in variants_wire):
+            variants_wire = [wire]
         key = _table_key(data, qend, (1 if request.edns else 0) | (2 if request.dnssec_ok else 0))
-        entry = _Entry(wire, rendered, qend, policy, self.reactor.seconds(), block, request.zone, rcode, request.plugin)
+        entry = _Entry(rendered, variants_wire, qend, policy, self.reactor.seconds(), block, request.zone, rcode, request.plugin)
         self.table.put(key, entry, policy.dependencies)
 
     def record_fast(self, entry: _Entry, proto: str, client: tuple, query: bytes, wire: bytes, qend: int, dnssec_ok: bool, started: float) -> None:

@@ -779,3 +779,42 @@ async def test_loadbalance_rotates_the_addresses_between_answers(dns_server, clu
         assert addresses(response) == sorted(endpoint_ips(MEDIUM, 2))
         leaders.add(response.answer[0][0].to_text())
     assert len(leaders) > 1
+
+
+# --- the table of rendered answers serves CoreDNS's bytes to every client --------------------------
+
+CLIENTS = [("udp", None), ("udp", 512), ("udp", 1232), ("udp", 4096), ("tcp", None), ("tcp", 65535)]
+
+
+def sized_query(name: str, rdtype: str, payload: int | None) -> bytes:
+    if payload is None:
+        return dns.message.make_query(name, rdtype, id=99, use_edns=False).to_wire()
+    return dns.message.make_query(name, rdtype, id=99, use_edns=0, payload=payload).to_wire()
+
+
+@pytest.mark.parametrize("question", [
+    ("medium.default.svc.cluster.local.", "A"),
+    ("glued.default.svc.cluster.local.", "SRV"),
+    ("big.default.svc.cluster.local.", "A"),
+], ids=["fits-some-spelled-out", "glue-cut-at-512", "cut-below-1232"])
+@pytest_twisted.ensureDeferred
+async def test_an_answer_from_the_table_is_the_full_paths_for_every_client_after_any_other(serve, question):
+    """Whoever filled the table (size, transport), a hit is byte for byte what the full path sends this client.
+
+    The rendering rules (miekg/dns Truncate and CoreDNS's Scrub) differ by
+    client size and transport, so an entry is reused only for the clients
+    it is CoreDNS's answer for (compress.udp_sizes_served).
+    """
+    running = await serve()
+    server = running.dns
+    for first_proto, first_size in CLIENTS:
+        for proto, size in CLIENTS:
+            server.table.clear()
+            server.answer(sized_query(*question, first_size), ("127.0.0.1", 5300), first_proto, lambda wire: None)
+            packet = sized_query(*question, size)
+            hit = server.fast_answer(packet, proto == "udp", reactor.seconds())
+            sent: list[bytes] = []
+            server.table.clear()
+            server.answer(packet, ("127.0.0.1", 5300), proto, sent.append)
+            if hit is not None:
+                assert hit[0] == sent[0], (first_proto, first_size, proto, size)

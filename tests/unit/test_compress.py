@@ -18,7 +18,7 @@ import dns.flags
 import dns.message
 import dns.rrset
 
-from discovery.dns.compress import pack, render
+from discovery.dns.compress import Rendered, pack, render, udp_sizes_served
 
 
 def spelled(name: str) -> bytes:
@@ -106,7 +106,7 @@ OPT_SIZE = 11
 
 def test_truncation_keeps_the_answer_records_that_fit_and_sets_tc():
     """100 A records for 512 bytes: as many records as fit, in order, TC set (miekg Truncate)."""
-    wire, truncated = render(many_addresses(100), 512, udp=True, ipv6=False)
+    wire, truncated, _ = render(many_addresses(100), 512, udp=True, ipv6=False)
     fit = (512 - 12 - QUESTION_SIZE) // COMPRESSED_A
     reply = dns.message.from_wire(wire)
     assert truncated and reply.flags & dns.flags.TC
@@ -117,7 +117,7 @@ def test_truncation_keeps_the_answer_records_that_fit_and_sets_tc():
 def test_truncation_drops_the_additional_records_first_without_tc():
     """An answer that fits with its glue cut loses the glue alone and has no TC; the OPT record stays last."""
     count = (512 - 12 - QUESTION_SIZE - OPT_SIZE) // COMPRESSED_A
-    wire, truncated = render(many_addresses(count, edns=True, glue=1), 512, udp=True, ipv6=False)
+    wire, truncated, _ = render(many_addresses(count, edns=True, glue=1), 512, udp=True, ipv6=False)
     reply = dns.message.from_wire(wire)
     assert truncated and not reply.flags & dns.flags.TC
     assert len(reply.answer[0]) == count and not reply.additional
@@ -128,7 +128,7 @@ def test_truncation_drops_the_additional_records_first_without_tc():
 def test_an_answer_that_fits_uncompressed_is_sent_uncompressed():
     """Five A records fit 512 bytes spelled out: CoreDNS does not compress them."""
     message = many_addresses(5)
-    wire, truncated = render(message, 512, udp=True, ipv6=False)
+    wire, truncated, _ = render(message, 512, udp=True, ipv6=False)
     assert wire == pack(message, compress=False)[0] and not truncated
 
 
@@ -140,3 +140,19 @@ def test_a_udp_answer_past_the_ipv6_fragmentation_limit_is_compressed():
     assert render(message, 4096, udp=True, ipv6=True)[0] == pack(message, compress=True)[0]
     assert render(message, 4096, udp=True, ipv6=False)[0] == spelled_out
     assert render(message, 65535, udp=False, ipv6=True)[0] == spelled_out
+
+
+def test_a_spelled_out_rendering_serves_every_udp_size_from_its_own_below_both_fragment_limits():
+    """Spelled-out bytes are CoreDNS's answer for any UDP client taking them, until 1220 bytes."""
+    assert udp_sizes_served(Rendered(b"x" * 300, False, 300)) == (300, 65535)
+    assert udp_sizes_served(Rendered(b"x" * 1230, False, 1230)) == (1, 0)
+
+
+def test_a_compressed_rendering_serves_the_sizes_the_spelled_out_one_misses():
+    """Compressed bytes are the answer for a client they fit whom the spelled-out message does not."""
+    assert udp_sizes_served(Rendered(b"x" * 400, False, 900)) == (400, 899)
+
+
+def test_a_truncated_rendering_serves_no_one():
+    """A cut answer is never reused."""
+    assert udp_sizes_served(Rendered(b"x" * 500, True, 900)) == (1, 0)
