@@ -628,7 +628,9 @@ class CachePlugin:
             # Inside the prefetch window every query counts towards popularity.
             request.fastpath.forbid()
         else:
-            request.fastpath = self._reuse_policy(item)
+            # Merged, not replaced: what plugins before the cache said
+            # (an acl's guard, a bufsize limit) still holds.
+            request.fastpath.merge(self._reuse_policy(item))
         return response
 
     def _reuse_policy(self, item: _Item) -> FastPathPolicy:
@@ -690,7 +692,7 @@ class CachePlugin:
         if item is None:
             # Not kept: the answer is the next plugin's, TTLs capped, and
             # reusable as long as that plugin said.
-            request.fastpath = child.fastpath
+            request.fastpath.merge(child.fastpath)
         else:
             # The answer as fetched is the next plugin's (its flags, its
             # metrics label): the first hit, built by the cache, is the one

@@ -104,14 +104,21 @@ class BlockRuntime:
 _PREFIXES: dict[tuple[int, bytes], tuple[bytes, ...]] = {}
 
 
-def _prefixes(wire: bytes) -> tuple[bytes, ...]:
+def _prefixes(wire: bytes, rd: int | None = None) -> tuple[bytes, ...]:
+    """rd: the answer's own RD bit when it does not follow the client's (FastPathPolicy.rd)."""
     flags = struct.unpack_from("!H", wire, 2)[0] & ~(dns.flags.RD | dns.flags.CD)
-    key = (flags, wire[4:12])
+    key = (flags, wire[4:12], rd)
     prefixes = _PREFIXES.get(key)
     if prefixes is None:
         # Indexed by (client RD) | (client CD) << 1.
         prefixes = _PREFIXES[key] = tuple(
-            struct.pack("!H", flags | (dns.flags.RD if i & 1 else 0) | (dns.flags.CD if i & 2 else 0)) + wire[4:12]
+            struct.pack(
+                "!H",
+                flags
+                | (dns.flags.RD if (i & 1 if rd is None else rd) else 0)
+                | (dns.flags.CD if i & 2 else 0),
+            )
+            + wire[4:12]
             for i in range(4)
         )
     return prefixes
@@ -143,16 +150,20 @@ class _Entry:
 
     __slots__ = (
         "prefixes", "tails", "turn", "size", "expires", "block", "zone", "rcode", "plugin",
-        "meter_key", "meter", "countdown", "on_reuse", "reuses",
+        "meter_key", "meter", "countdown", "on_reuse", "reuses", "guard",
     )
 
     def __init__(self, wire: bytes, variants: list[bytes], qend: int, policy: FastPathPolicy, now: float, block, zone, rcode, plugin):
-        self.prefixes = _prefixes(wire)
+        self.prefixes = _prefixes(wire, policy.rd)
         #: What follows the question: one bytes object, or a tuple of the
         #: loadbalance rotations handed out in turn.
         self.tails = wire[qend:] if len(variants) == 1 else tuple(variant[qend:] for variant in variants)
         self.turn = 0
-        self.size = len(wire)
+        #: The smallest UDP limit this may be sent under: above the policy's
+        #: (`bufsize`), larger than any, so that only TCP reuses it.
+        self.size = len(wire) if len(wire) <= policy.max_udp_size else 65536
+        #: None, or (query, qend, client host) -> may this answer be reused for it.
+        self.guard = _all_of(policy.guards)
         self.expires = policy.expires
         self.block = block
         self.zone = zone
@@ -177,6 +188,14 @@ class _Entry:
             return tails
         self.turn = turn = (self.turn + 1) % len(tails)
         return tails[turn]
+
+
+def _all_of(guards: tuple) -> Callable[[bytes, int, str], bool] | None:
+    if not guards:
+        return None
+    if len(guards) == 1:
+        return guards[0]
+    return lambda data, qend, host: all(guard(data, qend, host) for guard in guards)
 
 
 class _Countdown:
@@ -441,11 +460,12 @@ class DNSServer:
 
     # -- the hot path -----------------------------------------------------------
 
-    def fast_answer(self, data: bytes, max_size_udp: bool, now: float) -> tuple[bytes, _Entry, int, bool] | None:
+    def fast_answer(self, data: bytes, max_size_udp: bool, now: float, client: str = "") -> tuple[bytes, _Entry, int, bool] | None:
         """The rendered answer for a plain query, or None to take the full path.
 
         Returns (wire, entry, qend, dnssec_ok). max_size_udp: apply the
         client's UDP limit (512, or its EDNS size); TCP takes anything.
+        client: the client's host, for answers that hold for some clients only.
         """
         n = len(data)
         # Header: QR=0, opcode QUERY, qdcount 1, ancount 0, nscount 0.
@@ -479,6 +499,8 @@ class DNSServer:
         if entry is None or entry.expires <= now:
             return None
         if max_size_udp and entry.size > limit:
+            return None
+        if entry.guard is not None and not entry.guard(data, qend, client):
             return None
         wire = (
             data[:2]
@@ -574,7 +596,10 @@ class DNSServer:
         request.fastpath.forbid()
         return response
 
-    def _respond(self, response: dns.message.Message, block: BlockRuntime, request: Request, data: bytes, send, started: float) -> None:
+    def _respond(self, response: dns.message.Message | None, block: BlockRuntime, request: Request, data: bytes, send, started: float) -> None:
+        if response is None:
+            # A plugin dropped the query (acl's drop): no reply at all.
+            return
         variants = rotations(response) if block.loadbalance else None
         if variants:
             response = variants[0]
@@ -647,7 +672,13 @@ class DNSServer:
             max_size=65535, depth=parent.depth + 1,
         )
         request.lookup = lambda n, t: self._lookup(target, request, n, t)
-        return defer.maybeDeferred(self._run, target, request)
+        return defer.maybeDeferred(self._run, target, request).addCallback(_not_dropped, name)
+
+
+def _not_dropped(response: dns.message.Message | None, name: dns.name.Name) -> dns.message.Message:
+    if response is None:
+        raise RuntimeError(f"lookup of {name} was dropped")
+    return response
 
 
 def _log_unhandled(failure: Failure) -> None:
@@ -677,7 +708,7 @@ class _UDPProtocol(protocol.DatagramProtocol):
     def datagramReceived(self, data: bytes, addr) -> None:
         server = self.server
         started = server.reactor.seconds()
-        hit = server.fast_answer(data, True, started)
+        hit = server.fast_answer(data, True, started, addr[0])
         if hit is not None:
             wire, entry, qend, dnssec_ok = hit
             self.send(wire, addr)
@@ -732,7 +763,7 @@ class _TCPProtocol(protocol.Protocol):
     def _answer(self, message: bytes) -> None:
         server = self.server
         started = server.reactor.seconds()
-        hit = server.fast_answer(message, False, started)
+        hit = server.fast_answer(message, False, started, self.peer.host)
         if hit is not None:
             wire, entry, qend, dnssec_ok = hit
             self._send(wire)

@@ -1,0 +1,67 @@
+"""The small plugins over real sockets: bufsize, chaos, header, acl, local, any, nsid, whoami, minimal.
+
+Each test starts an Application from Corefile text on 127.0.0.1 port 0 and
+asks it with dnspython, as a client would; expectations come from CoreDNS's
+plugin READMEs and tests.
+"""
+
+from __future__ import annotations
+
+import dns.flags
+import dns.message
+import dns.rcode
+import dns.rdatatype
+import pytest_twisted
+
+from tests.integration.dnsserver import addresses
+
+#: A name the hosts plugin answers with 100 addresses: about 1,660 bytes.
+BIG = "big.example.org."
+BIG_ADDRESSES = [f"10.1.0.{i}" for i in range(1, 101)]
+
+
+def corefile(*directives: str, hosts: bool = True) -> str:
+    """One block for ".", on 127.0.0.1 port 0, with these directives and a hosts plugin answering BIG."""
+    lines = [".:0 {", "    bind 127.0.0.1", *(f"    {line}" for line in directives)]
+    if hosts:
+        lines += ["    hosts {", *(f"        {ip} {BIG}" for ip in BIG_ADDRESSES), "    }"]
+    return "\n".join(lines + ["}", ""])
+
+
+# --- bufsize ------------------------------------------------------------------------------
+
+
+@pytest_twisted.ensureDeferred
+async def test_bufsize_cuts_udp_answers_to_its_size(dns_server):
+    """A client offering 4096 bytes gets at most bufsize's 1232 over UDP, truncated with TC."""
+    server = await dns_server(corefile("bufsize 1232"))
+    response = await server.query(BIG, use_edns=0, payload=4096)
+    assert response.flags & dns.flags.TC
+    assert len(response.to_wire()) <= 1232
+
+
+@pytest_twisted.ensureDeferred
+async def test_bufsize_leaves_tcp_answers_whole(dns_server):
+    """Over TCP the answer is not cut: all 100 addresses come back."""
+    server = await dns_server(corefile("bufsize 1232"))
+    response = await server.query(BIG, "A", "tcp", use_edns=0, payload=4096)
+    assert addresses(response) == sorted(BIG_ADDRESSES)
+
+
+@pytest_twisted.ensureDeferred
+async def test_an_answer_rendered_for_tcp_is_not_reused_beyond_bufsize_over_udp(dns_server):
+    """After a TCP client filled the table of rendered answers, a UDP client offering 4096 still gets at most 1232."""
+    server = await dns_server(corefile("bufsize 1232"))
+    await server.query(BIG, "A", "tcp", use_edns=0, payload=4096)
+    response = await server.query(BIG, use_edns=0, payload=4096)
+    assert response.flags & dns.flags.TC
+    assert len(response.to_wire()) <= 1232
+
+
+@pytest_twisted.ensureDeferred
+async def test_without_bufsize_a_client_gets_what_it_offers(dns_server):
+    """The same block without bufsize answers a 4096-byte offer whole over UDP."""
+    server = await dns_server(corefile())
+    response = await server.query(BIG, use_edns=0, payload=4096)
+    assert not response.flags & dns.flags.TC
+    assert addresses(response) == sorted(BIG_ADDRESSES)
