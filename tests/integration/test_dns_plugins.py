@@ -10,6 +10,7 @@ from __future__ import annotations
 import dns.flags
 import dns.message
 import dns.rcode
+import dns.rdataclass
 import dns.rdatatype
 import pytest_twisted
 
@@ -65,3 +66,24 @@ async def test_without_bufsize_a_client_gets_what_it_offers(dns_server):
     response = await server.query(BIG, use_edns=0, payload=4096)
     assert not response.flags & dns.flags.TC
     assert addresses(response) == sorted(BIG_ADDRESSES)
+
+
+# --- chaos --------------------------------------------------------------------------------
+
+
+@pytest_twisted.ensureDeferred
+async def test_chaos_answers_version_bind_in_the_ch_class(dns_server):
+    """`dig CH TXT version.bind` gets the configured version, as CoreDNS's README shows."""
+    server = await dns_server(corefile("chaos CoreDNS-001 info@coredns.io"))
+    for _ in range(2):  # the second from the table of rendered answers
+        response = await server.query("version.bind.", "TXT", rdclass="CH")
+        assert [rdata.strings for rrset in response.answer for rdata in rrset] == [(b"CoreDNS-001",)]
+        assert response.answer[0].rdclass == dns.rdataclass.CH and response.answer[0].ttl == 0
+
+
+@pytest_twisted.ensureDeferred
+async def test_chaos_answers_authors_bind(dns_server):
+    """`dig CH TXT authors.bind` gets the configured authors."""
+    server = await dns_server(corefile("chaos CoreDNS-001 info@coredns.io"))
+    response = await server.query("authors.bind.", "TXT", rdclass="CH")
+    assert [rdata.strings for rrset in response.answer for rdata in rrset] == [(b"info@coredns.io",)]
