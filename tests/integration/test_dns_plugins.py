@@ -87,3 +87,28 @@ async def test_chaos_answers_authors_bind(dns_server):
     server = await dns_server(corefile("chaos CoreDNS-001 info@coredns.io"))
     response = await server.query("authors.bind.", "TXT", rdclass="CH")
     assert [rdata.strings for rrset in response.answer for rdata in rrset] == [(b"info@coredns.io",)]
+
+
+# --- header -------------------------------------------------------------------------------
+
+
+HEADER_RULES = ("header {", "    response set ra aa", "    response clear rd", "}")
+
+
+@pytest_twisted.ensureDeferred
+async def test_header_response_rules_hold_for_every_answer_and_reuse(dns_server):
+    """`response set ra aa; response clear rd`: RA and AA set, RD clear, the first time and from the table."""
+    server = await dns_server(corefile(*HEADER_RULES))
+    for _ in range(3):
+        response = await server.query(BIG, "A", "tcp")
+        assert response.flags & dns.flags.RA and response.flags & dns.flags.AA
+        assert not response.flags & dns.flags.RD
+
+
+@pytest_twisted.ensureDeferred
+async def test_header_query_rules_reach_the_answer(dns_server):
+    """`query clear rd`: a client's RD is gone from the answer, which echoes the changed query."""
+    server = await dns_server(corefile("header {", "    query clear rd", "}"))
+    for _ in range(2):
+        response = await server.query(BIG, "A", "tcp")
+        assert not response.flags & dns.flags.RD
