@@ -7,14 +7,17 @@ plugin READMEs and tests.
 
 from __future__ import annotations
 
+import dns.edns
 import dns.flags
 import dns.message
+import dns.query
 import dns.rcode
 import dns.rdataclass
 import dns.rdatatype
 import pytest_twisted
+from twisted.internet import threads
 
-from tests.integration.dnsserver import addresses
+from tests.integration.dnsserver import TIMEOUT, addresses, within
 
 #: A name the hosts plugin answers with 100 addresses: about 1,660 bytes.
 BIG = "big.example.org."
@@ -112,3 +115,56 @@ async def test_header_query_rules_reach_the_answer(dns_server):
     for _ in range(2):
         response = await server.query(BIG, "A", "tcp")
         assert not response.flags & dns.flags.RD
+
+
+# --- acl ----------------------------------------------------------------------------------
+
+
+def ask_from(server, source: str, name: str, rdtype: str = "A", proto: str = "udp"):
+    """Ask from a loopback source address of our choosing (all of 127.0.0.0/8 is local)."""
+    exchange = dns.query.udp if proto == "udp" else dns.query.tcp
+    query = dns.message.make_query(name, rdtype)
+    return within(threads.deferToThread(exchange, query, server.host, timeout=TIMEOUT, port=server.port,
+                                        source=source))
+
+
+def extended_errors(response) -> list[int]:
+    return [option.code for option in response.options if isinstance(option, dns.edns.EDEOption)]
+
+
+@pytest_twisted.ensureDeferred
+async def test_acl_blocks_a_source_with_refused_and_an_extended_error(dns_server):
+    """`block net 127.0.0.2`: that source gets REFUSED with EDE 15 (Blocked); another gets the answer."""
+    server = await dns_server(corefile("acl {", "    block net 127.0.0.2", "}"))
+    blocked = await ask_from(server, "127.0.0.2", BIG, proto="tcp")
+    assert blocked.rcode() == dns.rcode.REFUSED and extended_errors(blocked) == [15]
+    allowed = await ask_from(server, "127.0.0.1", BIG, proto="tcp")
+    assert addresses(allowed) == sorted(BIG_ADDRESSES)
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_table_hit_never_bypasses_an_acl_block(dns_server):
+    """After an allowed client filled the table of rendered answers, a blocked one is still refused, over UDP and TCP."""
+    server = await dns_server(corefile("acl {", "    block net 127.0.0.2", "}"))
+    for _ in range(3):
+        assert (await ask_from(server, "127.0.0.1", "big.example.org.", "AAAA")).rcode() == dns.rcode.NOERROR
+    for proto in ("udp", "tcp"):
+        refused = await ask_from(server, "127.0.0.2", "big.example.org.", "AAAA", proto)
+        assert refused.rcode() == dns.rcode.REFUSED
+    assert (await ask_from(server, "127.0.0.1", "big.example.org.", "AAAA")).rcode() == dns.rcode.NOERROR
+
+
+@pytest_twisted.ensureDeferred
+async def test_acl_filter_answers_empty_noerror_with_an_extended_error(dns_server):
+    """`filter type A`: an empty NOERROR answer with EDE 17 (Filtered)."""
+    server = await dns_server(corefile("acl {", "    filter type A", "}"))
+    response = await ask_from(server, "127.0.0.1", BIG, proto="tcp")
+    assert response.rcode() == dns.rcode.NOERROR and not response.answer and extended_errors(response) == [17]
+
+
+@pytest_twisted.ensureDeferred
+async def test_acl_drop_sends_no_reply(dns_server):
+    """`drop type AAAA`: an AAAA query gets no reply at all, while the A query after it is answered."""
+    server = await dns_server(corefile("acl {", "    drop type AAAA", "}"))
+    replies = await server.raw(dns.message.make_query(BIG, "AAAA").to_wire())
+    assert replies == []
