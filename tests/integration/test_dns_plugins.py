@@ -168,3 +168,24 @@ async def test_acl_drop_sends_no_reply(dns_server):
     server = await dns_server(corefile("acl {", "    drop type AAAA", "}"))
     replies = await server.raw(dns.message.make_query(BIG, "AAAA").to_wire())
     assert replies == []
+
+
+# --- local --------------------------------------------------------------------------------
+
+
+@pytest_twisted.ensureDeferred
+async def test_local_answers_localhost_and_its_reverse(dns_server):
+    """localhost. A is 127.0.0.1 and 1.0.0.127.in-addr.arpa. PTR is localhost., with no other plugin asked."""
+    server = await dns_server(corefile("local"))
+    for _ in range(2):
+        assert addresses(await server.query("localhost.")) == ["127.0.0.1"]
+    ptr = await server.query("1.0.0.127.in-addr.arpa.", "PTR")
+    assert [rdata.to_text() for rrset in ptr.answer for rdata in rrset] == ["localhost."]
+
+
+@pytest_twisted.ensureDeferred
+async def test_local_keeps_search_path_localhost_names_from_other_plugins(dns_server):
+    """localhost.example.org. (a search-path expansion) gets ::1 for AAAA from local, and 2.0.0.127.in-addr.arpa. NXDOMAIN."""
+    server = await dns_server(corefile("local"))
+    assert addresses(await server.query("localhost.example.org.", "AAAA")) == ["::1"]
+    assert (await server.query("2.0.0.127.in-addr.arpa.", "PTR")).rcode() == dns.rcode.NXDOMAIN
