@@ -53,8 +53,7 @@ class ChaosConfig:
 
 def setup_chaos(directive: Directive, ctx) -> ChaosConfig:
     """VERSION alone keeps the default authors; with AUTHORS they are deduplicated and sorted (CoreDNS's parse)."""
-    for option in directive.block:
-        raise option.error(f"chaos: unknown property '{option.name}'")
+    directive.expect_no_properties()
     args = directive.args
     if not args:
         return ChaosConfig()

@@ -189,3 +189,18 @@ async def test_local_keeps_search_path_localhost_names_from_other_plugins(dns_se
     server = await dns_server(corefile("local"))
     assert addresses(await server.query("localhost.example.org.", "AAAA")) == ["::1"]
     assert (await server.query("2.0.0.127.in-addr.arpa.", "PTR")).rcode() == dns.rcode.NXDOMAIN
+
+
+# --- any ----------------------------------------------------------------------------------
+
+
+@pytest_twisted.ensureDeferred
+async def test_any_answers_an_any_query_with_hinfo(dns_server):
+    """`dig ANY big.example.org` gets the RFC 8482 HINFO instead of the hosts plugin's 100 addresses."""
+    server = await dns_server(corefile("any"))
+    for _ in range(2):
+        response = await server.query(BIG, "ANY")
+        assert [rrset.to_text() for rrset in response.answer] == [
+            f'{BIG} 8482 IN HINFO "ANY obsoleted" "See RFC 8482"'
+        ]
+    assert addresses(await server.query(BIG, "A", "tcp")) == sorted(BIG_ADDRESSES)
