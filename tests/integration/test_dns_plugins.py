@@ -204,3 +204,21 @@ async def test_any_answers_an_any_query_with_hinfo(dns_server):
             f'{BIG} 8482 IN HINFO "ANY obsoleted" "See RFC 8482"'
         ]
     assert addresses(await server.query(BIG, "A", "tcp")) == sorted(BIG_ADDRESSES)
+
+
+# --- nsid ---------------------------------------------------------------------------------
+
+
+def nsids(response) -> list[bytes]:
+    return [option.to_wire() for option in response.options if option.otype == dns.edns.OptionType.NSID]
+
+
+@pytest_twisted.ensureDeferred
+async def test_nsid_answers_the_clients_that_ask_and_only_them(dns_server):
+    """`nsid Use The Force`: a query with the NSID option gets it back, even after plain queries filled the table."""
+    server = await dns_server(corefile("nsid Use The Force"))
+    asking = [dns.edns.GenericOption(dns.edns.OptionType.NSID, b"")]
+    for _ in range(2):
+        assert nsids(await server.query(BIG, "AAAA", use_edns=0)) == []
+    assert nsids(await server.query(BIG, "AAAA", use_edns=0, options=asking)) == [b"Use The Force"]
+    assert nsids(await server.query(BIG, "AAAA", use_edns=0)) == []
