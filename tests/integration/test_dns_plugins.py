@@ -17,7 +17,7 @@ import dns.rdatatype
 import pytest_twisted
 from twisted.internet import threads
 
-from tests.integration.dnsserver import TIMEOUT, addresses, within
+from tests.integration.dnsserver import TIMEOUT, addresses, free_port, within
 
 #: A name the hosts plugin answers with 100 addresses: about 1,660 bytes.
 BIG = "big.example.org."
@@ -222,3 +222,24 @@ async def test_nsid_answers_the_clients_that_ask_and_only_them(dns_server):
         assert nsids(await server.query(BIG, "AAAA", use_edns=0)) == []
     assert nsids(await server.query(BIG, "AAAA", use_edns=0, options=asking)) == [b"Use The Force"]
     assert nsids(await server.query(BIG, "AAAA", use_edns=0)) == []
+
+
+# --- whoami -------------------------------------------------------------------------------
+
+
+@pytest_twisted.ensureDeferred
+async def test_whoami_tells_each_client_its_own_address_port_and_transport(dns_server):
+    """Two clients on two source addresses and ports each get their own A and `_udp`/`_tcp` SRV, never the other's."""
+    server = await dns_server(corefile("whoami", hosts=False))
+    for source, proto in (("127.0.0.1", "udp"), ("127.0.0.2", "udp"), ("127.0.0.3", "tcp")):
+        port = free_port()
+        exchange = dns.query.udp if proto == "udp" else dns.query.tcp
+        query = dns.message.make_query("Example.ORG.", "A")
+        response = await within(threads.deferToThread(
+            exchange, query, server.host, timeout=TIMEOUT, port=server.port, source=source, source_port=port,
+        ))
+        assert [rrset.to_text() for rrset in response.additional] == [
+            f"Example.ORG. 0 IN A {source}",
+            f"_{proto}.Example.ORG. 0 IN SRV 0 0 {port} .",
+        ]
+        assert response.flags & dns.flags.AA and not response.answer
