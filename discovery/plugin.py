@@ -34,6 +34,8 @@ __all__ = [
     "PluginSpec",
     "SetupContext",
     "BuildContext",
+    "Bare",
+    "setup_bare",
     "specs",
     "spec",
     "names",
@@ -114,6 +116,18 @@ class PluginSpec:
     def order(self) -> tuple[int, int]:
         anchor = self.after if self.after is not None else self.name
         return (PLUGIN_CFG.index(anchor), 0 if self.after is None else 1)
+
+
+@attrs.frozen
+class Bare:
+    """The config of a directive that takes no arguments and no properties (any, whoami, minimal)."""
+
+
+def setup_bare(directive, ctx: SetupContext) -> Bare:
+    """No arguments (CoreDNS's ArgErr); an empty block passes, a line in one is an unknown property."""
+    directive.expect_args(0, 0, directive.name)
+    directive.expect_no_properties()
+    return Bare()
 
 
 def _declaring_modules() -> list[str]:

@@ -6,31 +6,18 @@ obsoleted" "See RFC 8482"`` and goes no further; other types go on.
 
 from __future__ import annotations
 
-import attrs
 import dns.rdataclass
 import dns.rdatatype
 import dns.rrset
 
-from ..corefile import Directive
-from ..plugin import BuildContext, PluginSpec
+from ..plugin import Bare, BuildContext, PluginSpec, setup_bare
 from .request import Next, Request, Result
 
-__all__ = ["AnyConfig", "AnyPlugin", "setup_any", "PLUGINS"]
+__all__ = ["AnyPlugin", "PLUGINS"]
 
 #: RFC 8482 section 4.2's suggestion, as CoreDNS writes it.
 HINFO_TTL = 8482
 HINFO = '"ANY obsoleted" "See RFC 8482"'
-
-
-@attrs.frozen
-class AnyConfig:
-    pass
-
-
-def setup_any(directive: Directive, ctx) -> AnyConfig:
-    directive.expect_args(0, 0, "any")
-    directive.expect_no_properties()
-    return AnyConfig()
 
 
 class AnyPlugin:
@@ -48,8 +35,8 @@ class AnyPlugin:
         return response
 
 
-def _build(config: AnyConfig, ctx: BuildContext) -> AnyPlugin:
+def _build(config: Bare, ctx: BuildContext) -> AnyPlugin:
     return AnyPlugin()
 
 
-PLUGINS = (PluginSpec("any", setup_any, build=_build),)
+PLUGINS = (PluginSpec("any", setup_bare, build=_build),)

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import ipaddress
 
-import attrs
 import dns.flags
 import dns.message
 import dns.name
@@ -22,22 +21,10 @@ import dns.rdtypes.IN.AAAA
 import dns.rdtypes.IN.SRV
 import dns.rrset
 
-from ..corefile import Directive
-from ..plugin import BuildContext, PluginSpec
+from ..plugin import Bare, BuildContext, PluginSpec, setup_bare
 from .request import Next, Request, Result
 
-__all__ = ["WhoamiConfig", "WhoamiPlugin", "setup_whoami", "whoami_records", "PLUGINS"]
-
-
-@attrs.frozen
-class WhoamiConfig:
-    pass
-
-
-def setup_whoami(directive: Directive, ctx) -> WhoamiConfig:
-    directive.expect_args(0, 0, "whoami")
-    directive.expect_no_block()
-    return WhoamiConfig()
+__all__ = ["WhoamiPlugin", "whoami_records", "PLUGINS"]
 
 
 def _rrset(name: dns.name.Name, rdata) -> dns.rrset.RRset:
@@ -73,8 +60,8 @@ class WhoamiPlugin:
         return response
 
 
-def _build(config: WhoamiConfig, ctx: BuildContext) -> WhoamiPlugin:
+def _build(config: Bare, ctx: BuildContext) -> WhoamiPlugin:
     return WhoamiPlugin()
 
 
-PLUGINS = (PluginSpec("whoami", setup_whoami, build=_build),)
+PLUGINS = (PluginSpec("whoami", setup_bare, build=_build),)

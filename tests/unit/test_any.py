@@ -6,7 +6,8 @@ import dns.flags
 import dns.rcode
 import pytest
 
-from discovery.dns.any import AnyConfig, AnyPlugin, setup_any
+from discovery.dns.any import AnyPlugin
+from discovery.plugin import Bare, setup_bare
 from tests.unit.plugin_setup import Recorder, setup_error, setup_of
 from tests.upstream.requests import make_request
 
@@ -32,15 +33,15 @@ def test_other_types_go_to_the_next_plugin(qtype):
 
 def test_setup_takes_nothing():
     """TestSetup: `any` loads; an empty block is no property."""
-    assert setup_of(setup_any, "any") == AnyConfig()
-    assert setup_of(setup_any, "any {\n}") == AnyConfig()
+    assert setup_of(setup_bare, "any") == Bare()
+    assert setup_of(setup_bare, "any {\n}") == Bare()
 
 
 def test_setup_refuses_arguments():
     """TestSetupRejectsArgs: `any example.org`."""
-    setup_error(setup_any, "any example.org")
+    setup_error(setup_bare, "any example.org")
 
 
 def test_setup_refuses_block_options():
     """TestSetupRejectsBlockOptions: `any { foo }`."""
-    assert "unknown property 'foo'" in setup_error(setup_any, "any {\nfoo\n}", line=3).message
+    assert "unknown property 'foo'" in setup_error(setup_bare, "any {\nfoo\n}", line=3).message

@@ -7,7 +7,8 @@ import dns.rcode
 import dns.rdataclass
 import pytest
 
-from discovery.dns.whoami import WhoamiConfig, WhoamiPlugin, setup_whoami
+from discovery.dns.whoami import WhoamiPlugin
+from discovery.plugin import Bare, setup_bare
 from tests.unit.plugin_setup import Recorder, setup_error, setup_of
 from tests.upstream.requests import make_request
 
@@ -70,5 +71,5 @@ def test_an_answer_is_never_reused():
 
 def test_setup_takes_nothing():
     """`whoami` loads; `whoami example.org` does not (TestSetupWhoami)."""
-    assert setup_of(setup_whoami, "whoami") == WhoamiConfig()
-    setup_error(setup_whoami, "whoami example.org")
+    assert setup_of(setup_bare, "whoami") == Bare()
+    setup_error(setup_bare, "whoami example.org")
