@@ -18,6 +18,7 @@ import pytest_twisted
 from twisted.internet import threads
 
 from tests.integration.dnsserver import TIMEOUT, addresses, free_port, within
+from tests.integration.test_ops_endpoints import WEB_MANIFEST
 
 #: A name the hosts plugin answers with 100 addresses: about 1,660 bytes.
 BIG = "big.example.org."
@@ -243,3 +244,38 @@ async def test_whoami_tells_each_client_its_own_address_port_and_transport(dns_s
             f"_{proto}.Example.ORG. 0 IN SRV 0 0 {port} .",
         ]
         assert response.flags & dns.flags.AA and not response.answer
+
+
+# --- minimal ------------------------------------------------------------------------------
+
+WEB_SRV = "_http._tcp.web.default.svc.cluster.local."
+
+
+def cluster_corefile(folder, *directives: str) -> str:
+    return corefile(*directives, "kubernetes cluster.local {", f"    manifests {folder}", "}", hosts=False)
+
+
+@pytest_twisted.ensureDeferred
+async def test_minimal_leaves_the_answer_section_alone(dns_server, tmp_path):
+    """An SRV answer loses the additional A record of its target with minimal, and keeps it without."""
+    folder = tmp_path / "manifests"
+    folder.mkdir()
+    (folder / "web.yaml").write_text(WEB_MANIFEST)
+    plain = await dns_server(cluster_corefile(folder))
+    full = await plain.query(WEB_SRV, "SRV")
+    assert full.answer and full.additional
+    server = await dns_server(cluster_corefile(folder, "minimal"))
+    for _ in range(2):
+        response = await server.query(WEB_SRV, "SRV")
+        assert response.answer == full.answer and not response.additional and not response.authority
+
+
+@pytest_twisted.ensureDeferred
+async def test_minimal_leaves_denials_whole(dns_server, tmp_path):
+    """An NXDOMAIN keeps its SOA in authority."""
+    folder = tmp_path / "manifests"
+    folder.mkdir()
+    (folder / "web.yaml").write_text(WEB_MANIFEST)
+    server = await dns_server(cluster_corefile(folder, "minimal"))
+    response = await server.query("nothing.default.svc.cluster.local.", "A")
+    assert response.rcode() == dns.rcode.NXDOMAIN and response.authority
