@@ -598,7 +598,9 @@ class DNSServer:
 
     def _respond(self, response: dns.message.Message | None, block: BlockRuntime, request: Request, data: bytes, send, started: float) -> None:
         if response is None:
-            # A plugin dropped the query (acl's drop): no reply at all.
+            # A plugin dropped the query (acl's drop): no reply at all. As
+            # in CoreDNS, metrics and log still count it: NOERROR, size 0.
+            self._report(block, request, data, b"", dns.rcode.NOERROR, started)
             return
         variants = rotations(response) if block.loadbalance else None
         if variants:
@@ -608,6 +610,9 @@ class DNSServer:
         rcode = response.rcode()
         if not truncated:
             self._remember(block, request, data, wire, response, variants, rcode)
+        self._report(block, request, data, wire, rcode, started)
+
+    def _report(self, block: BlockRuntime, request: Request, data: bytes, wire: bytes, rcode: int, started: float) -> None:
         duration = self.reactor.seconds() - started
         if block.metrics is not None:
             block.metrics.meter(

@@ -15,9 +15,10 @@ import dns.rcode
 import dns.rdataclass
 import dns.rdatatype
 import pytest_twisted
-from twisted.internet import threads
+from twisted.internet import reactor, threads
 
 from tests.integration.dnsserver import TIMEOUT, addresses, free_port, within
+from tests.integration.live import scrape
 from tests.integration.test_ops_endpoints import WEB_MANIFEST
 
 #: A name the hosts plugin answers with 100 addresses: about 1,660 bytes.
@@ -170,6 +171,20 @@ async def test_acl_drop_sends_no_reply(dns_server):
     replies = await server.raw(dns.message.make_query(BIG, "AAAA").to_wire())
     assert replies == []
 
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_dropped_query_still_counts_in_the_metrics(dns_server):
+    """A dropped query counts in coredns_acl_dropped_requests_total, and (as CoreDNS's metrics plugin sees an
+    unwritten reply) in coredns_dns_requests_total and responses_total as NOERROR."""
+    server = await dns_server(corefile("prometheus 127.0.0.1:0", "acl {", "    drop type AAAA", "}"))
+    assert await server.raw(dns.message.make_query(BIG, "AAAA").to_wire()) == []
+    url = f"http://127.0.0.1:{server.app.http.bound_port(('127.0.0.1', 0))}/metrics"
+    scraped = await scrape(reactor, url)
+    label = f"dns://127.0.0.1:{server.port}"
+    assert scraped.value("coredns_acl_dropped_requests_total", server=label, zone=".") == 1
+    assert scraped.value("coredns_dns_requests_total", server=label, type="AAAA") == 1
+    assert scraped.value("coredns_dns_responses_total", server=label, rcode="NOERROR", plugin="") == 1
 
 # --- local --------------------------------------------------------------------------------
 
