@@ -106,6 +106,9 @@ class PluginSpec:
     after: str | None = None
     #: Allowed in a webhook:// block (which has no DNS listener).
     in_webhook_block: bool = False
+    #: Where it departs from CoreDNS (`discovery.departures.Departure`), as
+    #: its README section says; `wayfinder check` reports them.
+    departures: tuple = ()
 
     @property
     def handler(self) -> bool:

@@ -18,6 +18,7 @@ import re
 import attrs
 
 from ..corefile import Directive
+from ..departures import Departure
 from ..plugin import BuildContext, PluginSpec
 from .request import Next, Request, Result
 
@@ -72,4 +73,10 @@ def _build(config: BufsizeConfig, ctx: BuildContext) -> BufsizePlugin:
     return BufsizePlugin(config)
 
 
-PLUGINS = (PluginSpec("bufsize", setup_bufsize, build=_build),)
+PLUGINS = (
+    PluginSpec("bufsize", setup_bufsize, build=_build, departures=(
+        Departure("bufsize/opt-size", "bufsize", None, (),
+                  "the answer's OPT offers 1232 bytes; CoreDNS's echoes the lowered size of the request",
+                  "discovery/dns/README.md#bufsize"),
+    )),
+)

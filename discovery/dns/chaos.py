@@ -23,6 +23,7 @@ import dns.rrset
 
 from .. import __version__
 from ..corefile import Directive
+from ..departures import Departure
 from ..plugin import BuildContext, PluginSpec
 from .request import Next, Request, Result
 
@@ -119,4 +120,11 @@ def _build(config: ChaosConfig, ctx: BuildContext) -> ChaosPlugin:
     return ChaosPlugin(config, ctx.reactor)
 
 
-PLUGINS = (PluginSpec("chaos", setup_chaos, build=_build),)
+PLUGINS = (
+    PluginSpec("chaos", setup_chaos, build=_build, departures=(
+        Departure("chaos/defaults", "chaos", None, (),
+                  "without arguments VERSION is Wayfinder-<version> and AUTHORS Wayfinder; CoreDNS's are "
+                  "CoreDNS-<version> and its maintainers; VERSION is always cut to 255 bytes",
+                  "discovery/dns/README.md#chaos"),
+    )),
+)

@@ -22,6 +22,7 @@ import dns.message
 from twisted.internet.defer import Deferred
 
 from ..corefile import Directive
+from ..departures import Departure
 from ..plugin import BuildContext, PluginSpec
 from .request import Next, Request, Result
 
@@ -122,4 +123,10 @@ def _build(config: HeaderConfig, ctx: BuildContext) -> HeaderPlugin:
     return HeaderPlugin(config)
 
 
-PLUGINS = (PluginSpec("header", setup_header, build=_build),)
+PLUGINS = (
+    PluginSpec("header", setup_header, build=_build, departures=(
+        Departure("header/servfail", "header", None, (),
+                  "the SERVFAIL of a block where no plugin answers gets the response rules; CoreDNS's server "
+                  "writes it untouched", "discovery/dns/README.md#header"),
+    )),
+)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import dns.message
 from twisted.internet.defer import Deferred
 
+from ..departures import Departure
 from ..plugin import Bare, BuildContext, PluginSpec, setup_bare
 from .cache import NOERROR, typify
 from .request import Next, Request, Result
@@ -59,4 +60,10 @@ def _build(config: Bare, ctx: BuildContext) -> MinimalPlugin:
     return MinimalPlugin(ctx.reactor)
 
 
-PLUGINS = (PluginSpec("minimal", setup_bare, build=_build),)
+PLUGINS = (
+    PluginSpec("minimal", setup_bare, build=_build, departures=(
+        Departure("minimal/unexpected-types", "minimal", None, (),
+                  "a zone transfer or UPDATE response passes silently; CoreDNS also logs an error for it",
+                  "discovery/dns/README.md#minimal"),
+    )),
+)

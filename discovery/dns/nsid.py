@@ -18,6 +18,7 @@ import dns.message
 from twisted.internet.defer import Deferred
 
 from ..corefile import Directive
+from ..departures import Departure
 from ..plugin import BuildContext, PluginSpec
 from .request import Next, Request, Result
 
@@ -99,4 +100,10 @@ def _build(config: NsidConfig, ctx: BuildContext) -> NsidPlugin:
     return NsidPlugin(config)
 
 
-PLUGINS = (PluginSpec("nsid", setup_nsid, build=_build),)
+PLUGINS = (
+    PluginSpec("nsid", setup_nsid, build=_build, departures=(
+        Departure("nsid/do", "nsid", None, (),
+                  "an answer's DO bit stays the client's; CoreDNS's nsid sets DO on answers its plugins wrote "
+                  "without an OPT record", "discovery/dns/README.md#nsid"),
+    )),
+)
