@@ -30,7 +30,7 @@ from .cache.store import Change, Store
 from .config import Config, ServerBlock
 from .dns.errors import ErrorLog
 from .dns.log import QueryLog
-from .dns.server import BlockRuntime, DNSServer
+from .dns.server import MAX_UDP_SIZE, BlockRuntime, DNSServer
 from .ops.endpoints import HTTPEndpoints
 from .ops.metrics import DNSMetrics, new_registry
 from .plugin import BuildContext
@@ -361,7 +361,9 @@ class Application:
         errors_config = block.plugin("errors")
         loadbalance = block.plugin("loadbalance") is not None
         metrics = block.plugin("prometheus") is not None
-        key = (label, block.zones, tuple(keys), log_configs, errors_config, loadbalance, metrics)
+        # `bufsize` also replaces the server's 1232-byte cap for this block.
+        bufsize = block.plugin("bufsize")
+        key = (label, block.zones, tuple(keys), log_configs, errors_config, loadbalance, metrics, bufsize)
         runtime = _either(key, assembly.runtimes, self._runtimes)
         if runtime is None:
             runtime = BlockRuntime(
@@ -372,6 +374,7 @@ class Application:
                 error_log=ErrorLog(errors_config, self.reactor) if errors_config is not None else None,
                 loadbalance=loadbalance,
                 metrics=self.dns_metrics if metrics else None,
+                max_udp_size=bufsize.size if bufsize is not None else MAX_UDP_SIZE,
             )
         assembly.runtimes[key] = runtime
         return runtime

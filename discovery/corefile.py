@@ -108,6 +108,11 @@ class Directive:
         if self.has_block:
             raise self.error(f"{self.name}: takes no block")
 
+    def expect_no_properties(self) -> None:
+        """CoreDNS's `if c.NextBlock() { unknown property }`: an empty block passes, any line in one does not."""
+        for option in self.block:
+            raise option.error(f"{self.name}: unknown property '{option.name}'")
+
 
 @attrs.frozen
 class ServerBlockSource:

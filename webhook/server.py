@@ -32,7 +32,6 @@ import json
 import logging
 import os
 import time
-import weakref
 
 from cryptography import x509
 from OpenSSL import SSL
@@ -48,6 +47,7 @@ from zope.interface import implementer
 
 from discovery.cache.objects import Namespace, Service
 from discovery.certs import CertsError, issue_serving_certificate, make_ca, read_pem_files
+from discovery.ops.metrics import per_registry
 from discovery.cache.store import Change, Store
 
 from .admission import (
@@ -191,14 +191,7 @@ class _Metrics:
 
 
 #: One set of collectors per registry: several webhooks in one process share them.
-_METRICS: "weakref.WeakKeyDictionary[CollectorRegistry, _Metrics]" = weakref.WeakKeyDictionary()
-
-
-def _metrics_for(registry: CollectorRegistry) -> _Metrics:
-    metrics = _METRICS.get(registry)
-    if metrics is None:
-        metrics = _METRICS[registry] = _Metrics(registry)
-    return metrics
+_metrics_for = per_registry(_Metrics)
 
 
 # --- TLS ---------------------------------------------------------------------------------

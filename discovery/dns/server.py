@@ -90,6 +90,9 @@ class BlockRuntime:
     #: Rotate A/AAAA records between answers (`loadbalance`).
     loadbalance: bool = False
     metrics: DNSMetrics | None = None
+    #: The largest UDP answer, whatever the client offers: 1232 (DNS flag
+    #: day 2020) unless the block's `bufsize` says otherwise.
+    max_udp_size: int = MAX_UDP_SIZE
 
     def run(self, request: Request):
         """Pass the request down the chain; returns a Message or a Deferred of one."""
@@ -113,14 +116,21 @@ class BlockRuntime:
 _PREFIXES: dict[tuple[int, bytes], tuple[bytes, ...]] = {}
 
 
-def _prefixes(wire: bytes) -> tuple[bytes, ...]:
+def _prefixes(wire: bytes, rd: int | None = None) -> tuple[bytes, ...]:
+    """rd: the answer's own RD bit when it does not follow the client's (FastPathPolicy.rd)."""
     flags = struct.unpack_from("!H", wire, 2)[0] & ~(dns.flags.RD | dns.flags.CD)
-    key = (flags, wire[4:12])
+    key = (flags, wire[4:12], rd)
     prefixes = _PREFIXES.get(key)
     if prefixes is None:
         # Indexed by (client RD) | (client CD) << 1.
         prefixes = _PREFIXES[key] = tuple(
-            struct.pack("!H", flags | (dns.flags.RD if i & 1 else 0) | (dns.flags.CD if i & 2 else 0)) + wire[4:12]
+            struct.pack(
+                "!H",
+                flags
+                | (dns.flags.RD if (i & 1 if rd is None else rd) else 0)
+                | (dns.flags.CD if i & 2 else 0),
+            )
+            + wire[4:12]
             for i in range(4)
         )
     return prefixes
@@ -152,12 +162,12 @@ class _Entry:
 
     __slots__ = (
         "prefixes", "tails", "turn", "size", "udp_min", "udp_max", "tcp", "expires", "block", "zone",
-        "rcode", "plugin", "meter_key", "meter", "countdown", "on_reuse", "reuses",
+        "rcode", "plugin", "meter_key", "meter", "countdown", "on_reuse", "reuses", "guard",
     )
 
     def __init__(self, rendered, variants: list[bytes], qend: int, policy: FastPathPolicy, now: float, block, zone, rcode, plugin):
         wire = rendered.wire
-        self.prefixes = _prefixes(wire)
+        self.prefixes = _prefixes(wire, policy.rd)
         #: What follows the question: one bytes object, or a tuple of the
         #: loadbalance rotations handed out in turn.
         self.tails = wire[qend:] if len(variants) == 1 else tuple(variant[qend:] for variant in variants)
@@ -166,7 +176,16 @@ class _Entry:
         #: The clients these bytes are CoreDNS's answer for: a UDP size in
         #: [udp_min, udp_max], or TCP (compress.udp_sizes_served).
         self.udp_min, self.udp_max = udp_sizes_served(rendered)
+        cap = policy.max_udp_size
+        if self.size > cap:
+            # `bufsize` cuts every UDP client below these bytes: TCP only.
+            self.udp_min, self.udp_max = 1, 0
+        elif cap <= self.udp_max:
+            # Any larger size a client offers is cut to the cap, served here.
+            self.udp_max = 65535
         self.tcp = rendered.plain_size == len(wire)
+        #: None, or (query, qend, client host) -> may this answer be reused for it.
+        self.guard = _all_of(policy.guards)
         self.expires = policy.expires
         self.block = block
         self.zone = zone
@@ -191,6 +210,14 @@ class _Entry:
             return tails
         self.turn = turn = (self.turn + 1) % len(tails)
         return tails[turn]
+
+
+def _all_of(guards: tuple) -> Callable[[bytes, int, str], bool] | None:
+    if not guards:
+        return None
+    if len(guards) == 1:
+        return guards[0]
+    return lambda data, qend, host: all(guard(data, qend, host) for guard in guards)
 
 
 class _Countdown:
@@ -322,10 +349,8 @@ def _client_host(host: str) -> str:
 class DNSServer:
     """The listeners of one address:port and the server blocks behind them."""
 
-    def __init__(self, reactor, blocks: list[BlockRuntime], *, port: int, addresses: tuple[str, ...] = (), table_capacity: int = 100_000, metrics: DNSMetrics | None = None, max_udp_size: int = MAX_UDP_SIZE):
+    def __init__(self, reactor, blocks: list[BlockRuntime], *, port: int, addresses: tuple[str, ...] = (), table_capacity: int = 100_000, metrics: DNSMetrics | None = None):
         self.reactor = reactor
-        #: The largest UDP answer, whatever the client advertises (`bufsize`).
-        self.max_udp_size = max_udp_size
         #: Where coredns_panics_total is counted: every server, whether or
         #: not its blocks have `prometheus`, as CoreDNS counts them.
         self.metrics = metrics
@@ -347,6 +372,9 @@ class DNSServer:
         self.blocks = list(blocks)
         self._zone_block = {zone: block for block in self.blocks for zone in block.zones}
         self._zones = tuple(self._zone_block)
+        # The hit path clamps a client's size before it knows the block: to
+        # the largest cap, each entry then says what its own block's cap serves.
+        self.max_udp_size = max((block.max_udp_size for block in self.blocks), default=MAX_UDP_SIZE)
         self.table.clear()
 
     def invalidate(self, tokens: Iterable[Hashable]) -> int:
@@ -442,11 +470,12 @@ class DNSServer:
 
     # -- the hot path -----------------------------------------------------------
 
-    def fast_answer(self, data: bytes, max_size_udp: bool, now: float) -> tuple[bytes, _Entry, int, bool] | None:
+    def fast_answer(self, data: bytes, max_size_udp: bool, now: float, client: str = "") -> tuple[bytes, _Entry, int, bool] | None:
         """The rendered answer for a plain query, or None to take the full path.
 
         Returns (wire, entry, qend, dnssec_ok). max_size_udp: apply the
         client's UDP limit (512, or its EDNS size); TCP takes anything.
+        client: the client's host, for answers that hold for some clients only.
         """
         n = len(data)
         # Header: QR=0, opcode QUERY, qdcount 1, ancount 0, nscount 0.
@@ -491,6 +520,8 @@ class DNSServer:
             if not entry.udp_min <= limit <= entry.udp_max:
                 return None
         elif not entry.tcp:
+            return None
+        if entry.guard is not None and not entry.guard(data, qend, client):
             return None
         wire = (
             data[:2]
@@ -555,6 +586,9 @@ class DNSServer:
         block = self._zone_block[zone]
         request.zone = zone
         request.server = block.server
+        if proto == "udp" and request.max_size > block.max_udp_size:
+            request.max_size = block.max_udp_size
+        request.fastpath.limit_udp(block.max_udp_size)
         request.lookup = lambda name, rdtype: self._lookup(block, request, name, rdtype)
         result = self._run(block, request)
         if isinstance(result, Deferred):
@@ -591,7 +625,12 @@ class DNSServer:
         request.fastpath.forbid()
         return response
 
-    def _respond(self, response: dns.message.Message, block: BlockRuntime, request: Request, data: bytes, send, started: float) -> None:
+    def _respond(self, response: dns.message.Message | None, block: BlockRuntime, request: Request, data: bytes, send, started: float) -> None:
+        if response is None:
+            # A plugin dropped the query (acl's drop): no reply at all. As
+            # in CoreDNS, metrics and log still count it: NOERROR, size 0.
+            self._report(block, request, data, b"", dns.rcode.NOERROR, started)
+            return
         variants = rotations(response) if block.loadbalance else None
         if variants:
             response = variants[0]
@@ -601,6 +640,9 @@ class DNSServer:
         rcode = response.rcode()
         if not rendered.truncated:
             self._remember(block, request, data, rendered, variants, rcode)
+        self._report(block, request, data, wire, rcode, started)
+
+    def _report(self, block: BlockRuntime, request: Request, data: bytes, wire: bytes, rcode: int, started: float) -> None:
         duration = self.reactor.seconds() - started
         if block.metrics is not None:
             block.metrics.meter(
@@ -666,7 +708,13 @@ class DNSServer:
             max_size=65535, depth=parent.depth + 1,
         )
         request.lookup = lambda n, t: self._lookup(target, request, n, t)
-        return defer.maybeDeferred(self._run, target, request)
+        return defer.maybeDeferred(self._run, target, request).addCallback(_not_dropped, name)
+
+
+def _not_dropped(response: dns.message.Message | None, name: dns.name.Name) -> dns.message.Message:
+    if response is None:
+        raise RuntimeError(f"lookup of {name} was dropped")
+    return response
 
 
 def _log_unhandled(failure: Failure) -> None:
@@ -696,7 +744,7 @@ class _UDPProtocol(protocol.DatagramProtocol):
     def datagramReceived(self, data: bytes, addr) -> None:
         server = self.server
         started = server.reactor.seconds()
-        hit = server.fast_answer(data, True, started)
+        hit = server.fast_answer(data, True, started, addr[0])
         if hit is not None:
             wire, entry, qend, dnssec_ok = hit
             self.send(wire, addr)
@@ -751,7 +799,7 @@ class _TCPProtocol(protocol.Protocol):
     def _answer(self, message: bytes) -> None:
         server = self.server
         started = server.reactor.seconds()
-        hit = server.fast_answer(message, False, started)
+        hit = server.fast_answer(message, False, started, self.peer.host)
         if hit is not None:
             wire, entry, qend, dnssec_ok = hit
             self._send(wire)

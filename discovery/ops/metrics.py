@@ -16,7 +16,8 @@ from __future__ import annotations
 
 import bisect
 import platform
-from typing import Iterable
+import weakref
+from typing import Callable, Iterable, TypeVar
 
 from prometheus_client import (
     CollectorRegistry,
@@ -31,7 +32,9 @@ from prometheus_client.registry import Collector
 
 from .. import __version__
 
-__all__ = ["DNSMetrics", "Meter", "new_registry", "qtype_label", "TIME_BUCKETS", "SIZE_BUCKETS"]
+__all__ = ["DNSMetrics", "Meter", "new_registry", "qtype_label", "per_registry", "TIME_BUCKETS", "SIZE_BUCKETS"]
+
+_T = TypeVar("_T")
 
 #: plugin.TimeBuckets: ExponentialBuckets(0.00025, 2, 16), 0.25 ms to 8 s.
 TIME_BUCKETS = tuple(0.00025 * 2**i for i in range(16))
@@ -44,6 +47,20 @@ _MONITORED_TYPES = {
     33: "SRV", 43: "DS", 46: "RRSIG", 47: "NSEC", 48: "DNSKEY", 50: "NSEC3", 64: "SVCB",
     65: "HTTPS", 251: "IXFR", 252: "AXFR", 255: "ANY",
 }
+
+
+def per_registry(make: Callable[[CollectorRegistry], _T]) -> Callable[[CollectorRegistry], _T]:
+    """make(registry) once per registry, shared after: a metric is defined once in each
+    registry, while every server block's plugin instance counts in it."""
+    made: "weakref.WeakKeyDictionary[CollectorRegistry, _T]" = weakref.WeakKeyDictionary()
+
+    def get(registry: CollectorRegistry) -> _T:
+        metrics = made.get(registry)
+        if metrics is None:
+            metrics = made[registry] = make(registry)
+        return metrics
+
+    return get
 
 
 def qtype_label(qtype: int) -> str:
