@@ -10,7 +10,7 @@ from typing import Callable
 
 import pytest
 import pytest_twisted
-from twisted.internet import defer, reactor
+from twisted.internet import defer, reactor, task
 from twisted.internet.task import Clock
 
 from discovery.cache.config import SourceConfig
@@ -476,6 +476,11 @@ def test_a_missing_folder_is_logged_and_loaded_once_it_appears(folder, start, ca
     caplog.set_level(logging.DEBUG, logger=LOGGER)
     later = folder / "later"
     source, store = start(SourceConfig(manifests=str(later)))
+    # The folder is read in a worker thread: the error arrives a moment later.
+    for _ in range(int(TIMEOUT / POLL_SECONDS)):
+        if any(str(later) in m for m in messages(caplog, logging.ERROR)):
+            break
+        yield task.deferLater(reactor, POLL_SECONDS, lambda: None)
     assert not source.has_synced
     assert any(str(later) in m for m in messages(caplog, logging.ERROR))
     later.mkdir()
