@@ -295,11 +295,11 @@ def run_cli(*args: str, cwd: pathlib.Path | str = REPO) -> subprocess.CompletedP
 class CLIProcess:
     """`python -m discovery ARGS` in a process of its own; its output collected line by line."""
 
-    def __init__(self, args: list[str], cwd: pathlib.Path | str = REPO):
+    def __init__(self, args: list[str], cwd: pathlib.Path | str = REPO, *, preexec_fn: Callable | None = None):
         self.process = subprocess.Popen(
             [sys.executable, "-m", "discovery", *args],
             cwd=cwd, env=cli_environment(), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT, text=True,
+            stderr=subprocess.STDOUT, text=True, preexec_fn=preexec_fn,
         )
         self.lines: list[str] = []
         self._arrived = threading.Condition()
