@@ -577,6 +577,8 @@ class WebhookServer:
         self._env = EnvMemo(self._store)
         address = self._listening.getHost()
         self.port = address.port
+        # The metrics name the configured host and the bound port (":0" in tests).
+        site.label = f"https://{_host_port(self.config.host, self.port)}"
         log.info("listening on https://%s%s", _host_port(address.host, address.port), self.config.path)
 
     def stop(self) -> Deferred:

@@ -236,6 +236,35 @@ async def test_a_webhook_client_sending_its_body_slowly_is_cut_at_read_timeout(d
         threads.deferToThread(drip, "127.0.0.1", hook.port, request, 0.25, context.wrap_socket)
     )
     assert closed_after < len(request) * 0.25 / 2
+    labels = {"server": f"https://127.0.0.1:{hook.port}", "reason": "read"}
+    assert server.app.registry.get_sample_value("wayfinder_connections_deadline_closed_total", labels) == 1
+
+
+def refused(host: str, port: int) -> bytes:
+    """What a fresh connection reads first: b"" when the server closes it at once."""
+    with socket.create_connection((host, port), timeout=TIMEOUT) as sock:
+        try:
+            return sock.recv(1)
+        except ConnectionResetError:
+            return b""
+
+
+@pytest_twisted.ensureDeferred
+async def test_webhook_connections_beyond_max_connections_are_closed_at_once(dns_server, tmp_path):
+    """With max_connections 2, a third connection to the webhook is closed as soon as it opens, and counted."""
+    folder(tmp_path)
+    webhook = "    webhook 127.0.0.1:0 {\n        tls auto\n        max_connections 2\n    }\n"
+    server = await dns_server(corefile(extra=webhook))
+    (hook,) = server.app.webhooks.values()
+    held = [socket.create_connection(("127.0.0.1", hook.port), timeout=TIMEOUT) for _ in range(2)]
+    try:
+        await eventually(lambda: len(hook._factory.protocols) == 2)
+        assert await within(threads.deferToThread(refused, "127.0.0.1", hook.port)) == b""
+        labels = {"server": f"https://127.0.0.1:{hook.port}"}
+        assert server.app.registry.get_sample_value("wayfinder_connections_refused_total", labels) == 1
+    finally:
+        for sock in held:
+            sock.close()
 
 
 @pytest_twisted.ensureDeferred
@@ -246,15 +275,7 @@ async def test_tcp_connections_beyond_the_cap_are_closed_at_once_and_health_answ
     held = [socket.create_connection((server.host, server.port), timeout=TIMEOUT) for _ in range(3)]
     try:
         await eventually(lambda: len(server.dns._tcp_connections) == 3)
-
-        def refused() -> bytes:
-            with socket.create_connection((server.host, server.port), timeout=TIMEOUT) as extra:
-                try:
-                    return extra.recv(1)
-                except ConnectionResetError:
-                    return b""
-
-        assert await within(threads.deferToThread(refused)) == b""
+        assert await within(threads.deferToThread(refused, server.host, server.port)) == b""
         port = server.app.http.bound_port(("127.0.0.1", 0))
         code, _ = await http_get(reactor, f"http://127.0.0.1:{port}/health")
         assert code == 200
