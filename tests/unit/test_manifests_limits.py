@@ -210,3 +210,35 @@ def test_a_bad_manifests_limit_names_the_file_and_line(line, message):
     with pytest.raises(CorefileError) as raised:
         load_text(kubernetes_with(line))
     assert message in str(raised.value) and ":4:" in str(raised.value)
+
+
+def test_a_sub_folder_that_cannot_be_listed_keeps_what_it_held(tmp_path: pathlib.Path, monkeypatch):
+    """A sub-folder whose listing fails is one unreadable entry; its files stay in the pass's state, the rest is read."""
+    from discovery.cache.config import SourceConfig
+    from discovery.cache.manifests import scan
+    from discovery.cache.manifests.merge import Merged
+
+    (tmp_path / "locked").mkdir()
+    (tmp_path / "locked" / "a.yaml").write_bytes(services(1))
+    (tmp_path / "b.yaml").write_bytes(service_named("b"))
+    config = SourceConfig(manifests=str(tmp_path))
+    first = scan(str(tmp_path), config, {}, Merged(), {}, 0.0, force=True)
+    assert {key[1][1] for key, _ in first.puts if key[0] == "Service"} == {"s0", "b"}
+
+    real_scandir = os.scandir
+
+    def failing_scandir(path="."):
+        if os.fspath(path).endswith("locked"):
+            raise PermissionError(13, "Permission denied", os.fspath(path))
+        return real_scandir(path)
+
+    monkeypatch.setattr(os, "scandir", failing_scandir)
+    applied = dict(first.puts)
+    second = scan(str(tmp_path), config, first.seen, first.merged, applied, 0.0)
+    assert str(tmp_path / "locked" / "a.yaml") in second.seen
+    assert second.skipped[str(tmp_path / "locked")].reason == "unreadable"
+    assert not second.deletes
+
+
+def service_named(name: str) -> bytes:
+    return f"apiVersion: v1\nkind: Service\nmetadata: {{name: {name}}}\nspec: {{clusterIP: None}}\n".encode()
