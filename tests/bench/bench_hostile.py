@@ -213,14 +213,16 @@ def slow_clients(port: int, count: int, payload: bytes, interval: float, seconds
     return f"{held} of {count} still open after {seconds:.0f} s ({refused} refused at connect)"
 
 
+def low_open_files_limit() -> None:
+    """In the child: soft and hard RLIMIT_NOFILE 1024, so the server cannot raise its way out."""
+    resource.setrlimit(resource.RLIMIT_NOFILE, (1024, 1024))
+
+
 def run_row(row: str, rate: float) -> None:
     limits = ""
-    preexec = None
     if row == "services":
         limits = "max_file_size 256Mi\nmax_file_objects 200000"
-    if row == "fds":
-        def preexec():
-            resource.setrlimit(resource.RLIMIT_NOFILE, (1024, 1024))
+    preexec = low_open_files_limit if row == "fds" else None
 
     with tempfile.TemporaryDirectory() as tmp:
         # Large inputs are written before the probe starts and dropped into
@@ -233,7 +235,10 @@ def run_row(row: str, rate: float) -> None:
                 f.write(service("big", "10.96.0.50"))
                 f.write(line * (100 * 1024 * 1024 // len(line)))
         elif row == "services":
-            prepared.write_text("".join(service(f"s{i}") for i in range(100_000)))
+            # Each with its own cluster IP, taken as written, so that each resolves.
+            prepared.write_text("".join(
+                service(f"s{i}", f"10.{100 + i // 65025}.{i // 255 % 255}.{i % 255 + 1}") for i in range(100_000)
+            ))
         server = Server(pathlib.Path(tmp), limits, preexec)
         probe = Probe(server.dns_port, rate).start()
         time.sleep(0.5)

@@ -147,10 +147,12 @@ async def test_an_alias_bomb_is_refused_with_a_short_log_line_and_bounded_memory
 
 
 @pytest_twisted.ensureDeferred
-async def test_a_slow_parse_runs_beside_the_answers(dns_server, tmp_path):
-    """While a file of 5,000 Services is parsed (most of a second), DNS keeps answering in the meantime."""
+async def test_a_slow_parse_runs_beside_the_answers(dns_server, tmp_path, caplog):
+    """While a file of 5,000 Services is parsed (most of a second), DNS keeps answering; the load logs a line or two."""
+    caplog.set_level(logging.INFO, logger=LOGGER)
     path = folder(tmp_path)
     server = await dns_server(corefile())
+    logged_before = len(manifest_lines(caplog, logging.INFO))
     source = next(iter(server.app.caches.values())).source
     seen: list[tuple[float, bool]] = []
     stop = threading.Event()
@@ -175,6 +177,8 @@ async def test_a_slow_parse_runs_beside_the_answers(dns_server, tmp_path):
     during = [at for at, busy in seen if busy]
     # The pass took its time, and answers kept coming all along it.
     assert len(during) >= 3, f"only {len(during)} answers during the pass"
+    # One summary line for the pass, not one per object.
+    assert len(manifest_lines(caplog, logging.INFO)) - logged_before <= 2
 
 
 # --- slow peers ---------------------------------------------------------------------------------------------
