@@ -5,12 +5,14 @@ forever with one byte every few seconds. So, as CoreDNS's DNS library sets a
 read deadline per message, each message has a deadline: the first message
 of a connection must be complete `read` seconds after the connection
 opened, and any later one `read` seconds after its first byte; a
-connection with no message in progress and no answer pending is closed
-after `idle` seconds; an answer the client does not take (the socket's send
-buffer stays full, Twisted's producer is paused) for `write` seconds closes
-it; after `max_tcp_queries` queries (unless -1) it is closed once the
-answers are sent. While the client does not take its answers, no more of
-its queries are read.
+connection with no message in progress is closed `idle` seconds after its
+last answer (or its last message, while answers are pending); an answer
+the client does not take (the socket's send buffer stays full, so Twisted
+pauses this producer) for `write` seconds aborts it; after
+`max_tcp_queries` queries (unless -1) it is closed once the answers are
+sent. While the client does not take its answers, no more of its queries
+are read, so a client pipelining without reading cannot make the server
+buffer answers without bound.
 """
 
 from __future__ import annotations

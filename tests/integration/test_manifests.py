@@ -575,6 +575,24 @@ def test_a_file_turned_into_a_pipe_keeps_its_objects_and_is_reported(folder, sta
     assert any(str(path) in m and "named pipe" in m for m in messages(caplog, logging.WARNING))
 
 
+def test_the_cyclic_collector_is_paused_during_a_pass_and_resumed_after(folder):
+    """A pass runs with the collector off (its full collections would stall the reactor) and turns it back on."""
+    import gc
+
+    during = []
+
+    def worker(f, *args):
+        during.append(gc.isenabled())
+        return defer.maybeDeferred(f, *args)
+
+    (folder / "app.yaml").write_text(service_yaml("app"))
+    source = ManifestSource(SourceConfig(manifests=str(folder)), Store(), Clock(), worker=worker)
+    source.start()
+    source.stop()
+    assert during == [False]
+    assert gc.isenabled()
+
+
 def test_stop_ends_polling(folder, start):
     """After stop(), changes to the folder no longer reach the Store."""
     clock = Clock()
