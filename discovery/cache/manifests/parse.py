@@ -355,7 +355,12 @@ class _FileReader:
             self.previous.setdefault(entry.origin, []).append(entry)
 
     def read(self, documents: list[tuple[int, Any]]) -> ParsedFile:
-        for line, document in documents:
+        # Each document is let go once read (and each List item, below):
+        # freed all at once at the end, 100,000 Services are one cascade of
+        # deallocations that holds the interpreter for a few tenths of a
+        # second, and the reactor thread with it.
+        for index, (line, document) in enumerate(documents):
+            documents[index] = None
             self.visit(document, line, None, None, in_list=False)
         return ParsedFile(
             self.path,
@@ -434,7 +439,8 @@ class _FileReader:
         # carry no kind; those of a v1 List name their own.
         item_kind = kind[: -len("List")] or None
         item_version = api_version if item_kind else None
-        for item in items:
+        for index, item in enumerate(items):
+            items[index] = None
             self.visit(item, line, item_kind, item_version, in_list=True)
 
     def reject(self, kind: str, line: int, error: ObjectError) -> None:
