@@ -361,7 +361,7 @@ class ManifestSource:
         for path, named in by_file.items():
             more = f" and {len(named) - ALLOCATIONS_PER_LINE} more" if len(named) > ALLOCATIONS_PER_LINE else ""
             log.info(
-                "%s: allocated cluster IPs to %d Services: %s%s",
-                path, len(named), "; ".join(named[:ALLOCATIONS_PER_LINE]), more,
+                "%s: allocated cluster IPs to %d Service%s: %s%s",
+                path, len(named), "" if len(named) == 1 else "s", "; ".join(named[:ALLOCATIONS_PER_LINE]), more,
             )
 
