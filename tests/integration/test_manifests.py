@@ -593,6 +593,19 @@ def test_the_cyclic_collector_is_paused_during_a_pass_and_resumed_after(folder):
     assert gc.isenabled()
 
 
+def test_a_file_with_many_problems_logs_a_bounded_number_of_lines(folder, start, caplog):
+    """30 bad objects in one file: the first PROBLEMS_PER_FILE are logged, then one line counting the rest."""
+    from discovery.cache.manifests.source import PROBLEMS_PER_FILE
+
+    caplog.set_level(logging.DEBUG, logger=LOGGER)
+    bad = "".join(f"---\napiVersion: v1\nkind: Service\nmetadata: {{name: Bad_{i}}}\n" for i in range(30))
+    (folder / "bad.yaml").write_text(bad)
+    start(clock=Clock())
+    lines = [m for m in messages(caplog, logging.ERROR) if "bad.yaml" in m]
+    assert len(lines) == PROBLEMS_PER_FILE + 1
+    assert lines[-1] == f"... and {30 - PROBLEMS_PER_FILE} more problems in {folder / 'bad.yaml'}"
+
+
 def test_stop_ends_polling(folder, start):
     """After stop(), changes to the folder no longer reach the Store."""
     clock = Clock()
