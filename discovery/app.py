@@ -31,6 +31,8 @@ from .config import Config, ServerBlock
 from .dns.errors import ErrorLog
 from .dns.log import QueryLog
 from .dns.server import MAX_UDP_SIZE, BlockRuntime, DNSServer
+from .dns.timeouts import TimeoutsConfig
+from .ops.connections import ConnectionGuard
 from .ops.endpoints import HTTPEndpoints
 from .ops.metrics import DNSMetrics, new_registry
 from .plugin import BuildContext
@@ -90,6 +92,23 @@ class _AppCollector:
         for cache in list(self.app.caches.values()):
             gauge.add_metric([cache.config.describe()], cache.source.last_sync or 0.0)
         yield gauge
+        skipped = GaugeMetricFamily(
+            "wayfinder_manifests_skipped_entries",
+            "Entries of a manifests folder not read at the latest pass, by reason.",
+            labels=["source", "reason"],
+        )
+        for cache in list(self.app.caches.values()):
+            entries = getattr(cache.source, "skipped", None)
+            if entries is None:
+                continue
+            from .cache.manifests.folder import SKIP_REASONS
+
+            counts = {reason: 0 for reason in SKIP_REASONS}
+            for skip in entries.values():
+                counts[skip.reason] = counts.get(skip.reason, 0) + 1
+            for reason, count in counts.items():
+                skipped.add_metric([cache.config.describe(), reason], count)
+        yield skipped
         enabled = GaugeMetricFamily(
             "coredns_plugin_enabled",
             "A metric that indicates whether a plugin is enabled on per server and zone basis.",
@@ -158,6 +177,8 @@ class Application:
         self.reactor = reactor
         self.registry = registry if registry is not None else new_registry()
         self.dns_metrics = DNSMetrics(self.registry)
+        #: The client connections of every DNS and webhook server, against the descriptor budget.
+        self.connections = ConnectionGuard(registry=self.registry)
         self.registry.register(_AppCollector(self))
         self.caches: dict[SourceConfig, Cache] = {}
         #: DNS servers by (configured port, bind addresses).
@@ -185,7 +206,12 @@ class Application:
 
     def not_ready(self) -> list[str]:
         """What keeps /ready from answering 200 (empty when ready)."""
-        return ["kubernetes" for cache in self.caches.values() if not cache.synced]
+        # A source that has stopped applying changes serves stale data: the
+        # manifests source says so after its stale_after.
+        return [
+            "kubernetes" for cache in self.caches.values()
+            if not cache.synced or getattr(cache.source, "stale", False)
+        ]
 
     def lameduck(self) -> float:
         durations = [block.plugin("health").lameduck for block in self.config.servers if block.plugin("health")]
@@ -238,7 +264,7 @@ class Application:
             assembly.undo()
             raise
         self.http = http
-        self._commit(assembly)
+        self._commit(assembly, config)
         for zones in self._banner(config):
             log.info(zones)
 
@@ -250,7 +276,10 @@ class Application:
             key = (block.port, block.bind)
             server = _either(key, assembly.servers, self.servers)
             if server is None:
-                server = DNSServer(self.reactor, [], port=block.port, addresses=block.bind, metrics=self.dns_metrics)
+                server = DNSServer(
+                    self.reactor, [], port=block.port, addresses=block.bind, metrics=self.dns_metrics,
+                    guard=self.connections,
+                )
                 assembly.new_servers.append(server)
                 # Listening first: a block on port 0 learns its port, for
                 # its label and for the loop plugin's probe.
@@ -259,8 +288,14 @@ class Application:
             assembly.blocks.setdefault(key, []).append(self._block_runtime(block, server, assembly))
         self._prepare_webhooks(config, assembly)
 
-    def _commit(self, assembly: _Assembly) -> None:
+    def _commit(self, assembly: _Assembly, config: Config) -> None:
+        timeouts: dict[tuple[int, tuple[str, ...]], TimeoutsConfig] = {}
+        for block in config.servers:
+            if block.transport == "dns" and block.plugin("timeouts") is not None:
+                # As CoreDNS: of the blocks sharing a server, the last that sets it wins.
+                timeouts[(block.port, block.bind)] = block.plugin("timeouts")
         for key, server in assembly.servers.items():
+            server.tcp_timeouts = timeouts.get(key, TimeoutsConfig())
             blocks = assembly.blocks[key]
             # The same blocks give the same answers: the server keeps its table
             # of rendered answers, which takes a moment to fill again under load.
@@ -404,7 +439,9 @@ class Application:
                 from webhook.server import WebhookServer
 
                 store = self._cache_for(kubernetes.source, assembly).store
-                server = WebhookServer(webhook, store, self.reactor, registry=self.registry)
+                server = WebhookServer(
+                    webhook, store, self.reactor, registry=self.registry, guard=self.connections
+                )
                 assembly.new_webhooks.append(server)
                 failures: list = []
                 server.start().addErrback(failures.append)

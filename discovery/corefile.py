@@ -42,6 +42,7 @@ __all__ = [
     "parse",
     "parse_file",
     "parse_duration",
+    "positive_duration",
 ]
 
 _MAX_IMPORT_DEPTH = 32
@@ -481,3 +482,13 @@ def parse_duration(text: str) -> float:
         pos = match.end()
     return sign * total
 
+
+def positive_duration(option: Directive, text: str, what: str) -> float:
+    """A duration above zero for an option, or a CorefileError naming `what` and the option's line."""
+    try:
+        seconds = parse_duration(text)
+    except ValueError as e:
+        raise option.error(f"{what}: {e}") from None
+    if seconds <= 0:
+        raise option.error(f"{what} must be positive")
+    return seconds

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
+import reprlib
 import sys
 from typing import Any, Mapping
 
@@ -33,6 +34,7 @@ import attrs
 
 __all__ = [
     "ObjectError",
+    "quote",
     "ServicePort",
     "Service",
     "TargetRef",
@@ -76,6 +78,23 @@ _GO_TRUE = frozenset({"1", "t", "T", "TRUE", "true", "True"})
 #: Labels as a sorted tuple of (key, value) pairs: hashable, compact, and
 #: equal exactly when the label maps are equal.
 Labels = tuple[tuple[str, str], ...]
+
+
+#: Values quoted in messages are cut short: a manifest's value may be a
+#: megabyte string, or a YAML alias graph that expands to millions of nodes
+#: when walked, and one message must cost neither the time nor the memory.
+_QUOTE = reprlib.Repr()
+_QUOTE.maxstring = 80
+_QUOTE.maxother = 80
+_QUOTE.maxlist = _QUOTE.maxtuple = _QUOTE.maxdict = _QUOTE.maxset = 4
+_QUOTE.maxlevel = 2
+QUOTE_LIMIT = 120
+
+
+def quote(value: Any) -> str:
+    """repr(value), cut to a bounded prefix of at most QUOTE_LIMIT characters."""
+    text = _QUOTE.repr(value)
+    return text if len(text) <= QUOTE_LIMIT else text[: QUOTE_LIMIT - 3] + "..."
 
 
 class ObjectError(ValueError):
@@ -257,7 +276,7 @@ class _Reader:
             self.fail("metadata.namespace: expected a string")
         self.namespace = namespace
         if name is not None and self.name is None:
-            self.fail(f"metadata.name: expected a non-empty string, got {name!r}")
+            self.fail(f"metadata.name: expected a non-empty string, got {quote(name)}")
         if self.name is None:
             self.fail("metadata.name is missing")
 
@@ -282,14 +301,14 @@ class _Reader:
         if value is None:
             return default
         if not isinstance(value, str):
-            self.fail(f"{path}: expected a string, got {value!r}")
+            self.fail(f"{path}: expected a string, got {quote(value)}")
         return value
 
     def boolean(self, value: Any, path: str, default: bool | None) -> bool | None:
         if value is None:
             return default
         if not isinstance(value, bool):
-            self.fail(f"{path}: expected true or false, got {value!r}")
+            self.fail(f"{path}: expected true or false, got {quote(value)}")
         return value
 
     def port_number(self, value: Any, path: str, *, required: bool) -> int | None:
@@ -298,21 +317,21 @@ class _Reader:
                 self.fail(f"{path} is missing")
             return None
         if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 65535:
-            self.fail(f"{path}: {value!r} is not a port number (1-65535)")
+            self.fail(f"{path}: {quote(value)} is not a port number (1-65535)")
         return value
 
     def ip(self, value: Any, path: str, family: str | None = None) -> str:
         if not isinstance(value, str):
-            self.fail(f"{path}: expected an IP address, got {value!r}")
+            self.fail(f"{path}: expected an IP address, got {quote(value)}")
         try:
             address = _parse_ip_sloppy(value)
         except ValueError:
-            self.fail(f"{path}: {value!r} is not an IP address")
+            self.fail(f"{path}: {quote(value)} is not an IP address")
         if family is not None and _family(address) != family:
-            self.fail(f"{path}: {value!r} is not an {family} address")
+            self.fail(f"{path}: {quote(value)} is not an {family} address")
         if getattr(address, "scope_id", None):
             # ipaddress accepts RFC 4007 zones ("fe80::1%eth0"); the API does not.
-            self.fail(f"{path}: {value!r} carries a zone index, which the API does not allow")
+            self.fail(f"{path}: {quote(value)} carries a zone index, which the API does not allow")
         # Not interned: addresses are mostly unique, and the intern table
         # would only add its own entry for each.
         return address.compressed
@@ -320,7 +339,7 @@ class _Reader:
     def protocol(self, value: Any, path: str) -> str:
         protocol = self.string(value, path, "TCP")
         if protocol not in PROTOCOLS:
-            self.fail(f"{path}: {protocol!r} is not one of TCP, UDP, SCTP")
+            self.fail(f"{path}: {quote(protocol)} is not one of TCP, UDP, SCTP")
         return sys.intern(protocol)
 
     def labels(self, value: Any, path: str) -> Labels:
@@ -328,20 +347,20 @@ class _Reader:
         pairs = []
         for key, val in labels.items():
             if not isinstance(key, str) or not isinstance(val, str):
-                self.fail(f"{path}: label {key!r} must map a string to a string")
+                self.fail(f"{path}: label {quote(key)} must map a string to a string")
             pairs.append((sys.intern(key), sys.intern(val)))
         pairs.sort()
         return tuple(pairs)
 
     def check_name(self, pattern: re.Pattern, what: str, limit: int):
         if len(self.name) > limit or not pattern.match(self.name):
-            self.fail(f"metadata.name: {self.name!r} is not a valid {what}")
+            self.fail(f"metadata.name: {quote(self.name)} is not a valid {what}")
 
     def check_namespace(self):
         if self.namespace is None:
             self.fail("metadata.namespace is missing")
         if not _is_dns_label(self.namespace):
-            self.fail(f"metadata.namespace: {self.namespace!r} is not a valid DNS-1123 label")
+            self.fail(f"metadata.namespace: {quote(self.namespace)} is not a valid DNS-1123 label")
         self.namespace = sys.intern(self.namespace)
 
 
@@ -396,14 +415,14 @@ def service_from_api(obj: Any, default_namespace: str | None = None) -> Service:
 
     service_type = r.string(spec.get("type"), "spec.type", "ClusterIP")
     if service_type not in SERVICE_TYPES:
-        r.fail(f"spec.type: {service_type!r} is not one of {', '.join(sorted(SERVICE_TYPES))}")
+        r.fail(f"spec.type: {quote(service_type)} is not one of {', '.join(sorted(SERVICE_TYPES))}")
 
     cluster_ip = r.string(spec.get("clusterIP"), "spec.clusterIP", "")
     raw_ips = r.sequence(spec.get("clusterIPs"), "spec.clusterIPs")
     if not raw_ips and cluster_ip:
         raw_ips = [cluster_ip]
     if raw_ips and cluster_ip and raw_ips[0] != cluster_ip:
-        r.fail(f"spec.clusterIPs[0] {raw_ips[0]!r} does not match spec.clusterIP {cluster_ip!r}")
+        r.fail(f"spec.clusterIPs[0] {quote(raw_ips[0])} does not match spec.clusterIP {quote(cluster_ip)}")
     headless = bool(raw_ips) and raw_ips[0] == "None"
     as_written = None
     if headless:
@@ -423,7 +442,7 @@ def service_from_api(obj: Any, default_namespace: str | None = None) -> Service:
     families = []
     for i, family in enumerate(r.sequence(spec.get("ipFamilies"), "spec.ipFamilies")):
         if not isinstance(family, str) or family not in IP_FAMILIES:
-            r.fail(f"spec.ipFamilies[{i}]: {family!r} is not IPv4 or IPv6")
+            r.fail(f"spec.ipFamilies[{i}]: {quote(family)} is not IPv4 or IPv6")
         families.append(sys.intern(family))
     if not families:
         families = [family_of(ip) for ip in cluster_ips]
@@ -437,7 +456,7 @@ def service_from_api(obj: Any, default_namespace: str | None = None) -> Service:
         # changes no answer's meaning, so it is not a reason to drop it.
         external_name = external_name.rstrip(".")
         if not external_name or not _is_dns_subdomain(external_name.lower()):
-            r.fail(f"spec.externalName: {external_name!r} is not a DNS name")
+            r.fail(f"spec.externalName: {quote(external_name)} is not a DNS name")
         cluster_ips, headless, families, as_written = (), False, [], None
 
     ports = []
@@ -454,9 +473,9 @@ def service_from_api(obj: Any, default_namespace: str | None = None) -> Service:
             r.fail(f"{path}.name is required when a Service has more than one port")
         if name and not _is_dns_label(name):
             # It becomes the _port label of SRV names.
-            r.fail(f"{path}.name: {name!r} is not a valid DNS-1123 label")
+            r.fail(f"{path}.name: {quote(name)} is not a valid DNS-1123 label")
         if name in seen_names:
-            r.fail(f"{path}.name: duplicate port name {name!r}")
+            r.fail(f"{path}.name: duplicate port name {quote(name)}")
         seen_names.add(name)
         protocol = r.protocol(port.get("protocol"), f"{path}.protocol")
         number = r.port_number(port.get("port"), f"{path}.port", required=True)
@@ -514,7 +533,7 @@ def _hostname(r: _Reader, value: Any, path: str) -> str | None:
         return None
     if not _is_dns_label(hostname):
         # It becomes the first label of the endpoint's DNS name.
-        r.fail(f"{path}: {hostname!r} is not a valid DNS-1123 label")
+        r.fail(f"{path}: {quote(hostname)} is not a valid DNS-1123 label")
     return hostname
 
 
@@ -531,7 +550,7 @@ def endpoint_slice_from_api(obj: Any, default_namespace: str | None = None) -> E
     if address_type is None:
         r.fail("addressType is missing")
     if address_type not in ADDRESS_TYPES:
-        r.fail(f"addressType: {address_type!r} is not one of IPv4, IPv6, FQDN")
+        r.fail(f"addressType: {quote(address_type)} is not one of IPv4, IPv6, FQDN")
 
     endpoints = []
     # A Service scaled to zero has "endpoints": null.
@@ -548,7 +567,7 @@ def endpoint_slice_from_api(obj: Any, default_namespace: str | None = None) -> E
                 text = r.string(address, where, "")
                 # IsFullyQualifiedDomainName: a trailing dot is allowed.
                 if not _is_dns_subdomain(text[:-1] if text.endswith(".") else text):
-                    r.fail(f"{where}: {text!r} is not a DNS name")
+                    r.fail(f"{where}: {quote(text)} is not a DNS name")
                 addresses.append(text)
             else:
                 addresses.append(r.ip(address, where, address_type))
@@ -578,7 +597,7 @@ def endpoint_slice_from_api(obj: Any, default_namespace: str | None = None) -> E
         name = r.string(port.get("name"), f"{path}.name", "")
         if name and not _is_dns_label(name):
             # It becomes the _port label of SRV names.
-            r.fail(f"{path}.name: {name!r} is not a valid DNS-1123 label")
+            r.fail(f"{path}.name: {quote(name)} is not a valid DNS-1123 label")
         ports.append(
             EndpointPort(
                 name=sys.intern(name),
@@ -680,7 +699,7 @@ def pod_from_api(obj: Any, default_namespace: str | None = None) -> Pod:
         if not ips:
             ips = [pod_ip]
         elif ips[0] != pod_ip:
-            r.fail(f"status.podIP {pod_ip!r} does not match status.podIPs[0] {ips[0]!r}")
+            r.fail(f"status.podIP {quote(pod_ip)} does not match status.podIPs[0] {quote(ips[0])}")
     return Pod(
         namespace=r.namespace,
         name=r.name,
@@ -695,7 +714,7 @@ def namespace_from_api(obj: Any, default_namespace: str | None = None) -> Namesp
     """Convert a v1 Namespace (a cluster-scoped object)."""
     r = _Reader("Namespace", obj, None)
     if not _is_dns_label(r.name):
-        r.fail(f"metadata.name: {r.name!r} is not a valid DNS-1123 label")
+        r.fail(f"metadata.name: {quote(r.name)} is not a valid DNS-1123 label")
     metadata = r.mapping(obj.get("metadata"), "metadata")
     return Namespace(
         name=sys.intern(r.name), labels=r.labels(metadata.get("labels"), "metadata.labels")

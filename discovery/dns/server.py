@@ -45,12 +45,15 @@ from twisted.internet import defer, protocol, task
 from twisted.internet.defer import Deferred
 from twisted.python.failure import Failure
 
+from ..ops.connections import ConnectionGuard
 from ..ops.metrics import DNSMetrics
 from ..zones import longest_match
 from .compress import render, udp_sizes_served
 from .edns import COOKIE_ALONE, has_malformed_options, options_end
 from .loadbalance import rotations
 from .request import FastPathPolicy, PluginError, Request
+from .tcp import TCPFactory
+from .timeouts import TimeoutsConfig
 
 __all__ = ["BlockRuntime", "DNSServer", "AnswerTable", "render", "MAX_UDP_SIZE"]
 
@@ -58,8 +61,6 @@ log = logging.getLogger("wayfinder.dns")
 
 #: Internal lookups (CNAME chasing) nest at most this deep.
 MAX_LOOKUP_DEPTH = 8
-#: TCP connections idle this long are closed (CoreDNS's `timeouts` default idle).
-TCP_IDLE_TIMEOUT = 10.0
 #: Ports tried for port 0 before giving up (a free UDP port may be taken for TCP).
 _PORT_0_ATTEMPTS = 20
 #: Seconds between reports of reused answers to their plugins' counters.
@@ -349,13 +350,20 @@ def _client_host(host: str) -> str:
 class DNSServer:
     """The listeners of one address:port and the server blocks behind them."""
 
-    def __init__(self, reactor, blocks: list[BlockRuntime], *, port: int, addresses: tuple[str, ...] = (), table_capacity: int = 100_000, metrics: DNSMetrics | None = None):
+    def __init__(
+        self, reactor, blocks: list[BlockRuntime], *, port: int, addresses: tuple[str, ...] = (),
+        table_capacity: int = 100_000, metrics: DNSMetrics | None = None,
+        tcp_timeouts: TimeoutsConfig = TimeoutsConfig(), guard: ConnectionGuard | None = None,
+    ):
         self.reactor = reactor
         #: Where coredns_panics_total is counted: every server, whether or
         #: not its blocks have `prometheus`, as CoreDNS counts them.
         self.metrics = metrics
         self.port = port
         self.addresses = addresses
+        #: The `timeouts` directive's settings for TCP clients; a reload may change them.
+        self.tcp_timeouts = tcp_timeouts
+        self.guard = guard if guard is not None else ConnectionGuard()
         self.table = AnswerTable(table_capacity)
         self._listening: list = []
         self._tcp_connections: set = set()
@@ -430,12 +438,18 @@ class DNSServer:
                     self.reactor.adoptDatagramPort(udp.fileno(), family, _UDPProtocol(self))
                 )
                 self._listening.append(
-                    self.reactor.adoptStreamPort(tcp.fileno(), family, _TCPFactory(self))
+                    self.reactor.adoptStreamPort(tcp.fileno(), family, TCPFactory(self, self.guard))
                 )
             finally:
                 # The reactor holds duplicates of the descriptors now.
                 udp.close()
                 tcp.close()
+
+    @property
+    def label(self) -> str:
+        """The server's name in metrics, as CoreDNS's: dns://HOST:PORT, HOST empty for every address."""
+        host = self.addresses[0] if len(self.addresses) == 1 else ""
+        return f"dns://{host}:{self.port}"
 
     @staticmethod
     def _default_addresses() -> tuple[str, ...]:
@@ -751,66 +765,3 @@ class _UDPProtocol(protocol.DatagramProtocol):
             server.record_fast(entry, "udp", addr, data, wire, qend, dnssec_ok, started)
             return
         server.answer(data, addr, "udp", lambda wire: self.send(wire, addr))
-
-
-class _TCPProtocol(protocol.Protocol):
-    """Length-prefixed messages (RFC 1035 4.2.2), several per connection."""
-
-    def __init__(self, server: DNSServer):
-        self.server = server
-        self.buffer = b""
-        self.idle = None
-
-    def connectionMade(self) -> None:
-        self.server._tcp_connections.add(self)
-        self.peer = self.transport.getPeer()
-        self._touch()
-
-    def connectionLost(self, reason=None) -> None:
-        self.server._tcp_connections.discard(self)
-        if self.idle is not None and self.idle.active():
-            self.idle.cancel()
-        self.idle = None
-
-    def _touch(self) -> None:
-        if self.idle is not None and self.idle.active():
-            self.idle.reset(TCP_IDLE_TIMEOUT)
-        else:
-            self.idle = self.server.reactor.callLater(TCP_IDLE_TIMEOUT, self.transport.loseConnection)
-
-    def dataReceived(self, data: bytes) -> None:
-        buffer = self.buffer + data if self.buffer else data
-        self._touch()
-        # Frames are read by offset and the rest kept once, so that a segment
-        # carrying many pipelined queries costs linear time.
-        offset, size = 0, len(buffer)
-        while size - offset >= 2:
-            end = offset + 2 + (buffer[offset] << 8 | buffer[offset + 1])
-            if end > size:
-                break
-            self._answer(buffer[offset + 2 : end])
-            offset = end
-        self.buffer = buffer[offset:]
-
-    def _send(self, wire: bytes) -> None:
-        if self.transport is not None and self.transport.connected:
-            self.transport.write(struct.pack("!H", len(wire)) + wire)
-
-    def _answer(self, message: bytes) -> None:
-        server = self.server
-        started = server.reactor.seconds()
-        hit = server.fast_answer(message, False, started, self.peer.host)
-        if hit is not None:
-            wire, entry, qend, dnssec_ok = hit
-            self._send(wire)
-            server.record_fast(entry, "tcp", (self.peer.host, self.peer.port), message, wire, qend, dnssec_ok, started)
-            return
-        server.answer(message, (self.peer.host, self.peer.port), "tcp", self._send)
-
-
-class _TCPFactory(protocol.ServerFactory):
-    def __init__(self, server: DNSServer):
-        self.server = server
-
-    def buildProtocol(self, addr):
-        return _TCPProtocol(self.server)

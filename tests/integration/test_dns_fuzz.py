@@ -33,7 +33,7 @@ from hypothesis import strategies as st
 from twisted.internet import address, defer, reactor
 from twisted.internet.testing import StringTransport
 
-import discovery.dns.server as server_module
+from discovery.dns.tcp import TCPFactory
 from discovery.app import Application
 from discovery.config import load
 from tests.integration.dnsserver import EXAMPLES, CLIProcess, exchange_raw, within
@@ -235,7 +235,7 @@ def frames_in(data: bytes) -> list[bytes]:
        cuts=st.lists(st.integers(1, 64), max_size=6))
 def test_any_byte_stream_on_tcp_gets_only_whole_framed_replies(server, stream, cuts):
     """Arbitrary bytes on a connection, in arbitrary segments: every reply is a whole, parseable frame."""
-    protocol = server_module._TCPFactory(server).buildProtocol(None)
+    protocol = TCPFactory(server, server.guard).buildProtocol(None)
     transport = StringTransport(peerAddress=address.IPv4Address("TCP", "127.0.0.1", 40000))
     protocol.makeConnection(transport)
     data = b"".join(stream)

@@ -30,7 +30,8 @@ from twisted.internet import address, reactor, threads
 from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
 
-import discovery.dns.server as server_module
+from discovery.dns.tcp import TCPFactory
+from discovery.dns.timeouts import TimeoutsConfig
 from discovery.dns.server import BlockRuntime, DNSServer
 from tests.integration.dnsserver import (
     TIMEOUT,
@@ -484,10 +485,10 @@ def idle_closes(host: str, port: int) -> bytes:
 
 
 @pytest_twisted.ensureDeferred
-async def test_an_idle_tcp_connection_is_closed_by_the_server(serve, monkeypatch):
+async def test_an_idle_tcp_connection_is_closed_by_the_server(serve):
     """A connection with no query for the idle timeout is closed from the server's side."""
-    monkeypatch.setattr(server_module, "TCP_IDLE_TIMEOUT", 0.2)
     server = await serve()
+    server.dns.tcp_timeouts = TimeoutsConfig(idle=0.2)
     assert await within(threads.deferToThread(idle_closes, server.host, server.port)) == b""
 
 
@@ -514,17 +515,18 @@ class Raising:
 def tcp_connection(clock: Clock):
     """A TCP protocol of a server on a fake clock, connected to an in-memory transport."""
     server = DNSServer(clock, [BlockRuntime(zones=(".",), server="dns://:53", plugins=[FixedAnswer()])], port=0)
-    protocol = server_module._TCPFactory(server).buildProtocol(None)
+    protocol = TCPFactory(server, server.guard).buildProtocol(None)
     transport = StringTransport(peerAddress=address.IPv4Address("TCP", "127.0.0.1", 40000))
     protocol.makeConnection(transport)
     return protocol, transport
 
 
 def test_activity_keeps_a_tcp_connection_open_and_silence_closes_it():
-    """Each query restarts the idle timer; the connection closes only after a full timeout of silence."""
+    """Each answer restarts the idle timer; the connection closes only after a full timeout of silence."""
     clock = Clock()
     protocol, transport = tcp_connection(clock)
-    timeout = server_module.TCP_IDLE_TIMEOUT
+    timeout = TimeoutsConfig().idle
+    protocol.dataReceived(framed(dns.message.make_query("a.example.", "A").to_wire()))
     for _ in range(3):
         clock.advance(timeout * 0.9)
         protocol.dataReceived(framed(dns.message.make_query("a.example.", "A").to_wire()))
