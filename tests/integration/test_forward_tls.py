@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import dns.message
 import dns.rcode
+import dns.rrset
 import pytest
 import pytest_twisted
 from prometheus_client import CollectorRegistry
-from twisted.internet import defer, reactor
+from twisted.internet import defer, protocol, reactor, ssl
 
 from discovery.dns.forward import ForwardConfig, ForwardError, ForwardPlugin
-from discovery.dns.upstream import HealthCheck, TLSSettings, UpstreamError, send_probe
+from discovery.dns.upstream import HealthCheck, TLSSettings, UpstreamAddress, UpstreamError, send_probe
 from tests.fakeapi.tls import make_pki
 from tests.integration.dnsserver import addresses, dns_server, eventually  # noqa: F401 (fixture)
+from tests.upstream.fake import FakeUpstream
 from tests.upstream.requests import make_request
 from tests.upstream.unbound import UnboundTLSServer
 
@@ -152,3 +155,51 @@ async def test_a_corefile_forwards_to_a_tls_upstream(unbound, pki, dns_server):
     )
     response = await server.query("www.example.test.")
     assert response.rcode() == dns.rcode.NOERROR and addresses(response) == ["192.0.2.10"]
+
+
+def answer_www(query, proto):
+    """A server that knows www.example.test (192.0.2.10)."""
+    reply = dns.message.make_response(query)
+    reply.answer.append(dns.rrset.from_text(query.question[0].name, 300, "IN", "A", "192.0.2.10"))
+    return reply
+
+
+@pytest.fixture
+def client_cert_server(pki):
+    """A DoT server on 127.0.0.1 that demands a client certificate signed by the test CA."""
+    with open(pki.server_cert, "rb") as cert, open(pki.server_key, "rb") as key, open(pki.ca_cert, "rb") as ca:
+        identity = ssl.PrivateCertificate.loadPEM(cert.read() + key.read())
+        options = identity.options(ssl.Certificate.loadPEM(ca.read()))
+    server = FakeUpstream(reactor, answer_www).start(tls=options)
+    yield server
+    pytest_twisted.blockon(server.stop())
+
+
+@pytest_twisted.inlineCallbacks
+def test_tls_cert_key_ca_shows_the_client_certificate(client_cert_server, pki, forwarders):
+    """`tls CERT KEY CA`: an upstream that demands a client certificate gets ours, and answers."""
+    tls = TLSSettings.from_files(pki.client_cert, pki.client_key, pki.ca_cert, server_name="localhost")
+    plugin = forwarders(client_cert_server.address, tls=tls)
+    response = yield ask(plugin, make_request("www.example.test."))
+    assert addresses(response) == ["192.0.2.10"]
+
+
+@pytest_twisted.inlineCallbacks
+def test_without_a_client_certificate_such_an_upstream_refuses(client_cert_server, pki, forwarders):
+    """`tls CA` alone shows no certificate: the upstream that demands one drops us, so the query fails."""
+    plugin = forwarders(client_cert_server.address, tls=trusting(pki), max_connect_attempts=1)
+    failure = yield ask(plugin, make_request("www.example.test.")).addErrback(lambda f: f.value)
+    assert isinstance(failure, ForwardError)
+    assert client_cert_server.received == []
+
+
+@pytest_twisted.inlineCallbacks
+def test_a_server_that_never_completes_the_handshake_fails_the_probe(pki):
+    """A TCP listener that says nothing fails the TLS health probe once its time is up, instead of hanging."""
+    silent = reactor.listenTCP(0, protocol.Factory.forProtocol(protocol.Protocol), interface="127.0.0.1")
+    try:
+        address = UpstreamAddress("127.0.0.1", silent.getHost().port, "tls")
+        with pytest.raises(UpstreamError, match="TLS handshake failed"):
+            yield send_probe(reactor, address, HealthCheck(), tls=trusting(pki).client_options(address))
+    finally:
+        yield silent.stopListening()
