@@ -203,3 +203,13 @@ def test_a_server_that_never_completes_the_handshake_fails_the_probe(pki):
             yield send_probe(reactor, address, HealthCheck(), tls=trusting(pki).client_options(address))
     finally:
         yield silent.stopListening()
+
+
+@pytest_twisted.inlineCallbacks
+def test_with_expire_0s_no_tls_connection_is_reused(unbound, pki, forwarders):
+    """`expire 0s` makes every idle connection stale: each query dials, and completes, a TLS handshake of its own."""
+    plugin = forwarders(unbound.address, tls=trusting(pki), expire=0.0)
+    for _ in range(3):
+        response = yield ask(plugin, make_request("www.example.test."))
+        assert addresses(response) == ["192.0.2.10"]
+    assert (connections(plugin, unbound.address, "misses"), connections(plugin, unbound.address, "hits")) == (3, 0)
