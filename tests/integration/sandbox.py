@@ -11,7 +11,8 @@ addresses. A `Sandbox` runs `python -m discovery` (this test runs as root):
   addresses the namespace is given (127.0.0.2, or an upstream's own address
   such as 172.16.0.1), and the test's clients reach into it by switching
   this thread into the namespace while a socket is made
-  (`NetworkNamespace.entered`);
+  (`NetworkNamespace.entered`). A DNS-over-TLS upstream is Debian's unbound,
+  run inside the namespace;
 - in a mount namespace where the service account's token and CA sit at
   /var/run/secrets/kubernetes.io/serviceaccount and /etc/resolv.conf names
   the test's upstream. KUBERNETES_SERVICE_HOST and _PORT point at the fake
@@ -48,6 +49,7 @@ from tests.fakeapi import FakeApiServer
 from tests.fakeapi.objects import endpoint_slice, namespace, service
 from tests.fakeapi.tls import make_pki
 from tests.integration.live import WayfinderProcess, ask, http_get
+from tests.upstream.unbound import UnboundTLSServer
 
 __all__ = [
     "TOKEN",
@@ -207,6 +209,7 @@ class Sandbox:
         self.resolv_conf = directory / "resolv.conf"
         self.resolv_conf.write_text(f"nameserver {nameserver}\n")
         self.upstreams = []
+        self.daemons: list[UnboundTLSServer] = []
         with self.namespace.entered():
             self.api.start()
         # The nameserver of resolv.conf (when it is UPSTREAM): OUTSIDE_NAME, or `answers`.
@@ -226,6 +229,14 @@ class Sandbox:
             self.add_address(host)
         with self.namespace.entered():
             self.upstreams.append(_listen_upstream(reactor, host, port, answers))
+
+    def serve_tls_upstream(self, host: str, port: int, cert: str, key: str, records: tuple[str, ...]):
+        """unbound serving DNS over TLS on host:port inside the namespace; fires once it serves."""
+        self.add_address(host)
+        server = UnboundTLSServer(reactor, cert, key, host=host, port=port, local_data=records,
+                                  prefix=(shutil.which("nsenter"), f"--net={self.namespace.path}"))
+        self.daemons.append(server)
+        return server.start()
 
     def run(self, corefile_text: str, corefile=None) -> WayfinderProcess:
         """Start Wayfinder on corefile_text, written to corefile (default: Corefile in the directory)."""
@@ -257,6 +268,8 @@ class Sandbox:
         pytest_twisted.blockon(self.api.stop())
         for upstream in self.upstreams:
             pytest_twisted.blockon(upstream.stopListening())
+        for daemon in self.daemons:
+            pytest_twisted.blockon(daemon.close())
         self.namespace.close()
 
 

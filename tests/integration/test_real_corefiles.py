@@ -24,6 +24,7 @@ day its last directive lands, with the answers written here now.
 
 from __future__ import annotations
 
+import datetime
 import pathlib
 import shutil
 import socket
@@ -36,9 +37,8 @@ import pytest_twisted
 from twisted.internet import reactor
 
 from discovery.config import load
-from discovery import plugin
+from discovery import certs, plugin
 from discovery.corefile import parse_file
-from tests.fakeapi.tls import make_pki
 from tests.integration.live import poll_until
 from tests.integration.sandbox import OUTSIDE_ADDRESS, OUTSIDE_NAME, sandbox  # noqa: F401 (fixture)
 
@@ -78,6 +78,17 @@ class Upstream:
 
 
 @attrs.frozen
+class TLSUpstream:
+    """A DNS-over-TLS nameserver a Corefile forwards to, whose certificate names server_name
+    and is signed by the CA the Corefile's `tls` line names."""
+
+    host: str
+    port: int
+    server_name: str
+    records: tuple[str, ...]
+
+
+@attrs.frozen
 class Case:
     id: str
     folder: str
@@ -85,6 +96,7 @@ class Case:
     #: A folder beside the Corefile copied as its custom/ (AKS's coredns-custom ConfigMap).
     custom: str | None = None
     upstreams: tuple[Upstream, ...] = ()
+    tls_upstreams: tuple[TLSUpstream, ...] = ()
     #: What the nameserver of /etc/resolv.conf answers, when not just OUTSIDE_NAME.
     resolver_answers: dict | None = None
 
@@ -149,9 +161,13 @@ CASES = (
         ),
     ),
     Case(
+        # bar.com's second upstream, tls://2.2.2.2:5353, cannot share :5353 with the
+        # server inside one namespace: it stays unreachable, and forward moves on to 1.1.1.1.
         "openshift-forward-tls", "openshift-forward-tls",
         (cluster(5353), outside(port=5353),
-         Check("hostname.bind.", "TXT", ('hostname.bind. TXT "{hostname}"',), port=5353, rdclass="CH")),
+         Check("hostname.bind.", "TXT", ('hostname.bind. TXT "{hostname}"',), port=5353, rdclass="CH"),
+         a_record("www.bar.com.", "192.0.2.120", 5353)),
+        tls_upstreams=(TLSUpstream("1.1.1.1", 853, "dns.bar.com", ("www.bar.com. 300 IN A 192.0.2.120",)),),
     ),
     Case("kubespray-default", "kubespray-default", (cluster(), outside())),
     Case(
@@ -196,7 +212,9 @@ def prepare(case: Case, directory: pathlib.Path) -> pathlib.Path:
     if case.custom:
         shutil.copytree(source / case.custom, directory / "custom")
     if OPENSHIFT_CA_BUNDLE in (source / "Corefile").read_text():
-        shutil.copy(make_pki(str(directory)).ca_cert, directory / "ca-bundle.crt")
+        ca = certs.make_ca(datetime.datetime.now(datetime.timezone.utc), common_name="test DNS-over-TLS CA")
+        (directory / "ca-bundle.crt").write_bytes(ca.certificate_pem())
+        (directory / "ca-bundle.key").write_bytes(ca.key_pem())
     corefile = directory / "Corefile"
     corefile.write_text(text)
     return corefile
@@ -235,6 +253,16 @@ def test_a_real_corefile_with_supported_directives_loads(case, tmp_path):
     assert load(str(prepare(case, tmp_path)), environ={}).servers
 
 
+def issue(folder: pathlib.Path, server_name: str) -> tuple[pathlib.Path, pathlib.Path]:
+    """A server certificate for server_name from the CA prepare() wrote as the CA bundle."""
+    ca = certs.load_key_pair(str(folder / "ca-bundle.crt"), str(folder / "ca-bundle.key"))
+    pair = certs.issue_serving_certificate(ca, [server_name], datetime.datetime.now(datetime.timezone.utc))
+    cert, key = folder / f"{server_name}.crt", folder / f"{server_name}.key"
+    cert.write_bytes(pair.certificate_pem())
+    key.write_bytes(pair.key_pem())
+    return cert, key
+
+
 def section_lines(response, check: Check) -> list[str]:
     return sorted(
         f"{rrset.name} {dns.rdatatype.to_text(rrset.rdtype)} {rdata.to_text()}"
@@ -254,6 +282,9 @@ def test_a_real_corefile_answers_as_its_distribution_means(case, sandbox, tmp_pa
     box = sandbox(answers=case.resolver_answers)
     for upstream in case.upstreams:
         box.serve_upstream(upstream.host, upstream.port, upstream.answers)
+    for upstream in case.tls_upstreams:
+        cert, key = issue(folder, upstream.server_name)
+        yield box.serve_tls_upstream(upstream.host, upstream.port, str(cert), str(key), upstream.records)
     child = box.run(corefile.read_text(), corefile)
     web = box.api.cluster.get("services", "default", "web")["spec"]["clusterIP"]
     values = {"web": web, "hostname": socket.gethostname()}

@@ -49,6 +49,8 @@ class Daemon:
     program = ""
     package = ""
     ready_markers: tuple[bytes, ...] = ()
+    #: A command the program runs through (nsenter into a namespace, say).
+    prefix: tuple[str, ...] = ()
 
     def __init__(self, reactor, directory: str):
         self.reactor = reactor
@@ -64,9 +66,8 @@ class Daemon:
         if path is None:
             raise RuntimeError(f"{self.program} is not installed (tests/run installs Debian's {self.package} package)")
         self._watch = _Watch(self.program, self.ready_markers)
-        self._process = self.reactor.spawnProcess(
-            self._watch, path, [path, *self.arguments()], env=dict(os.environ)
-        )
+        argv = [*self.prefix, path, *self.arguments()]
+        self._process = self.reactor.spawnProcess(self._watch, argv[0], argv, env=dict(os.environ))
         return self._watch.ready.addTimeout(timeout, self.reactor)
 
     def kill(self) -> defer.Deferred:
