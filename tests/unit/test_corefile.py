@@ -353,6 +353,23 @@ def test_a_directive_pasted_by_nested_imports_names_every_import_line(tmp_path):
     assert str(log.error("log: bad")) == f"{inner}:2: log: bad (imported at {inner}:5) (imported at {root}:2)"
 
 
+
+def test_a_server_block_from_an_imported_file_knows_the_import_line(tmp_path):
+    """A server block pasted by `import custom/*.server` (AKS's hook) carries that import line for its errors."""
+    write(tmp_path / "custom" / "puglife.server", "puglife.local:53 {\n errors\n}\n")
+    root = write(tmp_path / "Corefile", ".:53 {\n errors\n}\nimport custom/*.server\n")
+    _, imported = parse_file(str(root), environ={})
+    assert imported.keys == ("puglife.local:53",) and imported.imported_from == ((str(root), 4),)
+    assert str(imported.error("bad")).endswith(f"(imported at {root}:4)")
+
+
+def test_an_import_pattern_may_come_from_the_environment(tmp_path):
+    """`{$VAR}` in the pattern is replaced before the files are looked for, as in CoreDNS."""
+    write(tmp_path / "extra" / "a.server", "a.org {\n}\n")
+    root = write(tmp_path / "Corefile", "import {$CUSTOM}/*.server\n")
+    blocks = parse_file(str(root), environ={"CUSTOM": str(tmp_path / "extra")})
+    assert [block.keys for block in blocks] == [("a.org",)]
+
 def test_a_glob_star_matches_names_that_start_with_a_dot(tmp_path):
     """As Go's filepath.Glob (and unlike the shell), `*` matches dot files too."""
     write(tmp_path / "conf.d" / ".hidden.server", "hidden.org {\n}\n")
