@@ -51,14 +51,13 @@ from ..corefile import Directive, parse_duration
 from ..plugin import BuildContext, PluginSpec
 from ..zones import in_zone, normalize_zone, zones_from_cidr
 from .request import PluginError, Request
+from .tls import TLSSettings, TLSSettingsError
 from .upstream import (
     DNS,
     TLS,
     TLS_PORT,
     HealthCheck,
     ProxyMetrics,
-    TLSSettings,
-    TLSSettingsError,
     Upstream,
     UpstreamAddress,
     UpstreamError,

@@ -11,7 +11,8 @@ from prometheus_client import CollectorRegistry
 from twisted.internet import defer, protocol, reactor, ssl
 
 from discovery.dns.forward import ForwardConfig, ForwardError, ForwardPlugin
-from discovery.dns.upstream import HealthCheck, TLSSettings, UpstreamAddress, UpstreamError, send_probe
+from discovery.dns.tls import TLSSettings
+from discovery.dns.upstream import HealthCheck, UpstreamAddress, UpstreamError, send_probe
 from tests.fakeapi.tls import make_pki
 from tests.integration.dnsserver import addresses, dns_server, eventually  # noqa: F401 (fixture)
 from tests.upstream.fake import FakeUpstream

@@ -8,7 +8,8 @@ import pytest
 from discovery.config import SetupContext, load_text
 from discovery.corefile import CorefileError, parse
 from discovery.dns.forward import setup_forward
-from discovery.dns.upstream import HealthCheck, TLSSettings, UpstreamAddress
+from discovery.dns.tls import TLSSettings
+from discovery.dns.upstream import HealthCheck, UpstreamAddress
 from tests.fakeapi.tls import make_pki
 
 
@@ -145,6 +146,14 @@ def test_tls_with_three_arguments_reads_certificate_key_and_ca(tmp_path):
     assert config.tls.key == open(pki.client_key, "rb").read()
     assert config.tls.ca == open(pki.ca_cert, "rb").read()
 
+
+
+def test_the_client_key_stays_out_of_the_configs_repr(tmp_path):
+    """The private key read for `tls CERT KEY` is kept, but never shown in a repr (a log line)."""
+    pki = make_pki(str(tmp_path))
+    config = forward(f"forward . tls://127.0.0.1 {{\n tls {pki.client_cert} {pki.client_key}\n}}")
+    assert config.tls.key and b"PRIVATE KEY" in config.tls.key
+    assert "PRIVATE KEY" not in repr(config)
 
 @pytest.mark.parametrize(
     "option, message",
