@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import glob
 import itertools
+import logging
 import os
 import re
 from typing import Mapping
@@ -47,6 +48,8 @@ __all__ = [
     "parse_file",
     "parse_duration",
 ]
+
+log = logging.getLogger("wayfinder.import")
 
 _MAX_IMPORT_DEPTH = 32
 #: CoreDNS's limit (its caddyfile's maxSnippetExpansions): imports expanded
@@ -354,6 +357,10 @@ def _import_matches(keyword: Token, pattern: str, find_imports=None) -> list[str
         # too. Matching nothing is not an error: k3s imports
         # /etc/coredns/custom/*.override whether or not any exist.
         matches = sorted(glob.glob(full, include_hidden=True))
+        if not matches:
+            # CoreDNS's words, at every load and reload: an empty hook is
+            # worth a line, as a misspelt folder would be.
+            log.warning("No files matching import glob pattern: %s", pattern)
     elif os.path.lexists(full):
         matches = [full]
     else:

@@ -378,6 +378,15 @@ def test_a_glob_star_matches_names_that_start_with_a_dot(tmp_path):
     assert [block.keys for block in parse_file(str(root), environ={})] == [("hidden.org",), ("plain.org",)]
 
 
+def test_a_glob_matching_nothing_is_logged_as_coredns_logs_it(tmp_path, caplog):
+    """One warning with CoreDNS's words and the pattern as written, for an operator who misspelt a folder."""
+    root = write(tmp_path / "Corefile", ".:53 {\n import custom/*.override\n}\n")
+    parse_file(str(root), environ={})
+    assert [(r.name, r.levelname, r.getMessage()) for r in caplog.records] == [
+        ("wayfinder.import", "WARNING", "No files matching import glob pattern: custom/*.override")
+    ]
+
+
 def test_a_glob_under_a_missing_folder_imports_nothing(tmp_path):
     """k3s's `import /etc/coredns/custom/*.override` loads when that folder does not even exist."""
     root = write(tmp_path / "Corefile", f".:53 {{\n import {tmp_path}/custom/*.override\n errors\n}}\n")
