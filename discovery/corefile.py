@@ -50,6 +50,8 @@ __all__ = [
 ]
 
 log = logging.getLogger("wayfinder.import")
+#: Glob patterns (absolute) already reported as matching nothing, in this process.
+_WARNED_GLOBS: set[str] = set()
 
 _MAX_IMPORT_DEPTH = 32
 #: CoreDNS's limit (its caddyfile's maxSnippetExpansions): imports expanded
@@ -357,9 +359,11 @@ def _import_matches(keyword: Token, pattern: str, find_imports=None) -> list[str
         # too. Matching nothing is not an error: k3s imports
         # /etc/coredns/custom/*.override whether or not any exist.
         matches = sorted(glob.glob(full, include_hidden=True))
-        if not matches:
-            # CoreDNS's words, at every load and reload: an empty hook is
-            # worth a line, as a misspelt folder would be.
+        if not matches and full not in _WARNED_GLOBS:
+            # CoreDNS's words, but once per pattern: CoreDNS repeats it at
+            # every reload check, noise operators work around with dummy
+            # files (gardener/gardener#1788, k3s-io/k3s#4919).
+            _WARNED_GLOBS.add(full)
             log.warning("No files matching import glob pattern: %s", pattern)
     elif os.path.lexists(full):
         matches = [full]

@@ -378,10 +378,11 @@ def test_a_glob_star_matches_names_that_start_with_a_dot(tmp_path):
     assert [block.keys for block in parse_file(str(root), environ={})] == [("hidden.org",), ("plain.org",)]
 
 
-def test_a_glob_matching_nothing_is_logged_as_coredns_logs_it(tmp_path, caplog):
-    """One warning with CoreDNS's words and the pattern as written, for an operator who misspelt a folder."""
+def test_a_glob_matching_nothing_is_logged_once_in_coredns_words(tmp_path, caplog):
+    """One warning with CoreDNS's words and the pattern as written, not one more at each reload's parse."""
     root = write(tmp_path / "Corefile", ".:53 {\n import custom/*.override\n}\n")
-    parse_file(str(root), environ={})
+    for _ in range(3):
+        parse_file(str(root), environ={})
     assert [(r.name, r.levelname, r.getMessage()) for r in caplog.records] == [
         ("wayfinder.import", "WARNING", "No files matching import glob pattern: custom/*.override")
     ]
