@@ -25,11 +25,12 @@ Syntax (CoreDNS's; plain DNS and DNS-over-TLS upstreams)::
 TO is an IP address with an optional port (`1.2.3.4`, `1.2.3.4:5353`,
 `[::1]:53`, `dns://...`), a DNS-over-TLS upstream (`tls://1.2.3.4`, port 853
 by default, `tls://1.2.3.4%NAME:PORT` to name the server it must prove to
-be) or a resolv.conf-like file whose nameservers are read at setup. The query loop follows CoreDNS's Forward.ServeDNS: upstreams
-in policy order, down ones skipped (a random one used when all are down),
-the next one tried after a failed exchange, for at most 5 seconds and
-`max_connect_attempts` exchanges. When none answers, the query fails
-(`ForwardError`): the server answers SERVFAIL and `errors` logs the reason.
+be) or a resolv.conf-like file whose nameservers are read at setup. The
+query loop follows CoreDNS's Forward.ServeDNS: upstreams in policy order,
+down ones skipped (a random one used when all are down), the next one tried
+after a failed exchange, for at most 5 seconds and `max_connect_attempts`
+exchanges. When none answers, the query fails (`ForwardError`): the server
+answers SERVFAIL and `errors` logs the reason.
 """
 
 from __future__ import annotations
