@@ -180,6 +180,7 @@ CASES = (
         ),
     ),
     Case("eks", "eks", (cluster(), outside())),
+    Case("rke2", "rke2", (cluster(), outside())),
     Case(
         "coredns-rewrite-edns0-whoami", "coredns-rewrite-edns0-whoami",
         (Check("example.org.", expected=("example.org. A 127.0.0.1",), section="additional", types=("A",)),),
