@@ -30,7 +30,9 @@ from .cache.store import Change, Store
 from .config import Config, ServerBlock
 from .dns.errors import ErrorLog
 from .dns.log import QueryLog
-from .dns.server import BlockRuntime, DNSServer
+from .dns.server import MAX_UDP_SIZE, BlockRuntime, DNSServer
+from .dns.timeouts import TimeoutsConfig
+from .ops.connections import ConnectionGuard
 from .dns.table import DEFAULT_LIMIT
 from .ops.endpoints import HTTPEndpoints
 from .ops.metrics import DNSMetrics, new_registry
@@ -71,7 +73,9 @@ class _AppCollector:
     """Metrics read from the running configuration when Prometheus scrapes.
 
     wayfinder_cache_last_sync_timestamp_seconds: how fresh each cache is;
-    coredns_plugin_enabled: 1 per directive per server block and zone.
+    coredns_plugin_enabled: 1 per handler directive per server block and
+    zone, as CoreDNS's metrics setup lists conf.Handlers() (not bind,
+    health, ready, reload).
     """
 
     def __init__(self, app: "Application"):
@@ -89,6 +93,23 @@ class _AppCollector:
         for cache in list(self.app.caches.values()):
             gauge.add_metric([cache.config.describe()], cache.source.last_sync or 0.0)
         yield gauge
+        skipped = GaugeMetricFamily(
+            "wayfinder_manifests_skipped_entries",
+            "Entries of a manifests folder not read at the latest pass, by reason.",
+            labels=["source", "reason"],
+        )
+        for cache in list(self.app.caches.values()):
+            entries = getattr(cache.source, "skipped", None)
+            if entries is None:
+                continue
+            from .cache.manifests.folder import SKIP_REASONS
+
+            counts = {reason: 0 for reason in SKIP_REASONS}
+            for skip in entries.values():
+                counts[skip.reason] = counts.get(skip.reason, 0) + 1
+            for reason, count in counts.items():
+                skipped.add_metric([cache.config.describe(), reason], count)
+        yield skipped
         enabled = GaugeMetricFamily(
             "coredns_plugin_enabled",
             "A metric that indicates whether a plugin is enabled on per server and zone basis.",
@@ -191,6 +212,8 @@ class Application:
         self.table_limit = table_limit
         self.registry = registry if registry is not None else new_registry()
         self.dns_metrics = DNSMetrics(self.registry)
+        #: The client connections of every DNS and webhook server, against the descriptor budget.
+        self.connections = ConnectionGuard(registry=self.registry)
         self.registry.register(_AppCollector(self))
         self.caches: dict[SourceConfig, Cache] = {}
         #: DNS servers by (configured port, bind addresses).
@@ -224,7 +247,12 @@ class Application:
         A kubernetes cache until it has synced and the answers for the
         names it holds are prepared (`DNSServer.prepare`).
         """
-        waiting = ["kubernetes" for cache in self.caches.values() if not cache.synced]
+        # A source that has stopped applying changes serves stale data: the
+        # manifests source says so after its stale_after.
+        waiting = [
+            "kubernetes" for cache in self.caches.values()
+            if not cache.synced or getattr(cache.source, "stale", False)
+        ]
         if self._preparing and not waiting:
             waiting.append("kubernetes")
         return waiting
@@ -280,7 +308,7 @@ class Application:
             assembly.undo()
             raise
         self.http = http
-        self._commit(assembly)
+        self._commit(assembly, config)
         for zones in self._banner(config):
             log.info(zones)
 
@@ -292,7 +320,10 @@ class Application:
             key = (block.port, block.bind)
             server = _either(key, assembly.servers, self.servers)
             if server is None:
-                server = DNSServer(self.reactor, [], port=block.port, addresses=block.bind, table_limit=self.table_limit)
+                server = DNSServer(
+                    self.reactor, [], port=block.port, addresses=block.bind, metrics=self.dns_metrics,
+                    guard=self.connections, table_limit=self.table_limit,
+                )
                 assembly.new_servers.append(server)
                 # Listening first: a block on port 0 learns its port, for
                 # its label and for the loop plugin's probe.
@@ -301,8 +332,14 @@ class Application:
             assembly.blocks.setdefault(key, []).append(self._block_runtime(block, server, assembly))
         self._prepare_webhooks(config, assembly)
 
-    def _commit(self, assembly: _Assembly) -> None:
+    def _commit(self, assembly: _Assembly, config: Config) -> None:
+        timeouts: dict[tuple[int, tuple[str, ...]], TimeoutsConfig] = {}
+        for block in config.servers:
+            if block.transport == "dns" and block.plugin("timeouts") is not None:
+                # As CoreDNS: of the blocks sharing a server, the last that sets it wins.
+                timeouts[(block.port, block.bind)] = block.plugin("timeouts")
         for key, server in assembly.servers.items():
+            server.tcp_timeouts = timeouts.get(key, TimeoutsConfig())
             blocks = assembly.blocks[key]
             # The same blocks give the same answers: the server keeps its table
             # of rendered answers, which takes a moment to fill again under load.
@@ -414,7 +451,9 @@ class Application:
         errors_config = block.plugin("errors")
         loadbalance = block.plugin("loadbalance") is not None
         metrics = block.plugin("prometheus") is not None
-        key = (label, block.zones, tuple(keys), log_configs, errors_config, loadbalance, metrics)
+        # `bufsize` also replaces the server's 1232-byte cap for this block.
+        bufsize = block.plugin("bufsize")
+        key = (label, block.zones, tuple(keys), log_configs, errors_config, loadbalance, metrics, bufsize)
         runtime = _either(key, assembly.runtimes, self._runtimes)
         if runtime is None:
             runtime = BlockRuntime(
@@ -425,6 +464,7 @@ class Application:
                 error_log=ErrorLog(errors_config, self.reactor) if errors_config is not None else None,
                 loadbalance=loadbalance,
                 metrics=self.dns_metrics if metrics else None,
+                max_udp_size=bufsize.size if bufsize is not None else MAX_UDP_SIZE,
             )
         assembly.runtimes[key] = runtime
         return runtime
@@ -454,7 +494,9 @@ class Application:
                 from webhook.server import WebhookServer
 
                 store = self._cache_for(kubernetes.source, assembly).store
-                server = WebhookServer(webhook, store, self.reactor, registry=self.registry)
+                server = WebhookServer(
+                    webhook, store, self.reactor, registry=self.registry, guard=self.connections
+                )
                 assembly.new_webhooks.append(server)
                 failures: list = []
                 server.start().addErrback(failures.append)

@@ -64,8 +64,8 @@ DEFAULT_DAYS = 365
 DEFAULT_CA_DAYS = 3650
 #: Tolerates clocks a little behind ours (the API server's, a node's).
 _CLOCK_SKEW = datetime.timedelta(minutes=5)
-# RFC 1035 label (a Service name) and RFC 1123 label (a namespace), as the API server checks them.
-_DNS1035_LABEL = re.compile(r"[a-z]([-a-z0-9]{0,61}[a-z0-9])?\Z")
+# RFC 1123 labels: a namespace, and a Service name as the API server checks
+# it under RelaxedServiceNameValidation (Kubernetes 1.34, KEP-5311).
 _DNS1123_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?\Z")
 
 
@@ -91,8 +91,8 @@ class KeyPair:
 
 def service_dns_names(service: str, namespace: str, cluster_domain: str = DEFAULT_CLUSTER_DOMAIN) -> tuple[str, ...]:
     """The names a Service answers to inside the cluster, shortest first. Raises CertsError."""
-    if not _DNS1035_LABEL.match(service):
-        raise CertsError(f"service name {service!r} is not a DNS-1035 label (like wayfinder-webhook)")
+    if not _DNS1123_LABEL.match(service):
+        raise CertsError(f"service name {service!r} is not a DNS-1123 label (like wayfinder-webhook)")
     if not _DNS1123_LABEL.match(namespace):
         raise CertsError(f"namespace {namespace!r} is not a DNS-1123 label (like kube-system)")
     domain = cluster_domain.strip(".").lower()

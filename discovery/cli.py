@@ -94,6 +94,11 @@ def main(argv: list[str] | None = None) -> int:
     from .logs import configure
 
     configure(args.log_format, logging.WARNING if args.quiet else logging.INFO)
+    from .ops.connections import raise_open_files_limit
+
+    # As Go's runtime does for CoreDNS: the soft limit (often 1024) up to the hard one.
+    soft, hard = raise_open_files_limit()
+    log.info("open files limit: %d (hard limit %d)", soft, hard)
     from .ops.reload import CorefileWatcher, load_corefile
 
     try:

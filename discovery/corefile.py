@@ -18,16 +18,21 @@ The grammar:
 - a directive line that ends with ``{`` opens a block that a ``}`` line
   closes;
 - ``(name) { ... }`` at the top level defines a snippet; ``import NAME``
-  pastes a snippet, ``import PATTERN`` pastes the files a glob matches
-  (relative to the importing file), at the top level or inside any block.
+  pastes a snippet defined before it, ``import PATTERN`` pastes a file, or
+  the files a glob matches (relative to the importing file, sorted; a glob
+  with one wildcard at most, which may match nothing), at the top level or
+  at the start of any line inside a block. As in CoreDNS, a Corefile may
+  expand at most 10,000 imports in all; a cycle is an error naming it.
 
-Every error names the file and line and says what was expected.
+Every error names the file and line and says what was expected; an error
+in imported text also names the import lines that brought it in.
 """
 
 from __future__ import annotations
 
 import glob
 import itertools
+import logging
 import os
 import re
 from typing import Mapping
@@ -42,19 +47,37 @@ __all__ = [
     "parse",
     "parse_file",
     "parse_duration",
+    "positive_duration",
 ]
 
+log = logging.getLogger("wayfinder.import")
+#: Glob patterns (absolute) already reported as matching nothing, in this process.
+_WARNED_GLOBS: set[str] = set()
+
 _MAX_IMPORT_DEPTH = 32
+#: CoreDNS's limit (its caddyfile's maxSnippetExpansions): imports expanded
+#: in one Corefile, a glob counting once. It bounds what a few lines can
+#: multiply into (a snippet importing another twice, and so on).
+MAX_IMPORTS = 10000
+
+#: Where imported text came from: the import lines, innermost first.
+ImportChain = tuple[tuple[str, int], ...]
 
 
 class CorefileError(Exception):
-    """A Corefile that cannot be loaded, with the file and line at fault."""
+    """A Corefile that cannot be loaded, with the file and line at fault.
 
-    def __init__(self, file: str, line: int, message: str):
+    `imported_from` lists the import lines (file, line) that brought that
+    line in, innermost first.
+    """
+
+    def __init__(self, file: str, line: int, message: str, imported_from: ImportChain = ()):
         self.file = file
         self.line = line
         self.message = message
-        super().__init__(f"{file}:{line}: {message}")
+        self.imported_from = imported_from
+        where = "".join(f" (imported at {f}:{n})" for f, n in imported_from)
+        super().__init__(f"{file}:{line}: {message}{where}")
 
 
 @attrs.frozen
@@ -67,6 +90,8 @@ class Token:
     #: Which import expansion produced the token: two expansions of the same
     #: snippet line are two lines, not one.
     expansion: int = 0
+    #: The import lines that pasted it, innermost first.
+    imported_from: ImportChain = ()
 
     @property
     def line_id(self) -> tuple[str, int, int]:
@@ -74,6 +99,9 @@ class Token:
 
     def is_brace(self, brace: str) -> bool:
         return self.text == brace and not self.quoted
+
+    def error(self, message: str) -> CorefileError:
+        return CorefileError(self.file, self.line, message, self.imported_from)
 
 
 @attrs.frozen
@@ -86,9 +114,11 @@ class Directive:
     line: int
     block: tuple["Directive", ...] = ()
     has_block: bool = False
+    #: The import lines that pasted it, innermost first; not part of its meaning.
+    imported_from: ImportChain = attrs.field(default=(), eq=False)
 
     def error(self, message: str) -> CorefileError:
-        return CorefileError(self.file, self.line, message)
+        return CorefileError(self.file, self.line, message, self.imported_from)
 
     def expect_args(self, minimum: int = 0, maximum: int | None = None, usage: str = "") -> None:
         """Raise a CorefileError unless the argument count is within bounds."""
@@ -108,6 +138,11 @@ class Directive:
         if self.has_block:
             raise self.error(f"{self.name}: takes no block")
 
+    def expect_no_properties(self) -> None:
+        """CoreDNS's `if c.NextBlock() { unknown property }`: an empty block passes, any line in one does not."""
+        for option in self.block:
+            raise option.error(f"{self.name}: unknown property '{option.name}'")
+
 
 @attrs.frozen
 class ServerBlockSource:
@@ -117,9 +152,10 @@ class ServerBlockSource:
     directives: tuple[Directive, ...]
     file: str
     line: int
+    imported_from: ImportChain = attrs.field(default=(), eq=False)
 
     def error(self, message: str) -> CorefileError:
-        return CorefileError(self.file, self.line, message)
+        return CorefileError(self.file, self.line, message, self.imported_from)
 
 
 # --- lexer -----------------------------------------------------------------
@@ -199,21 +235,20 @@ class _Expander:
         self.find_imports = find_imports
         self.snippets: dict[str, list[Token]] = {}
         self.counter = itertools.count(1)
+        self.imports = 0
         #: The files ("/abs/path") and snippets ("(name)") being expanded,
         #: outermost first: importing one of them again is a cycle.
         self.active: list[str] = [os.path.abspath(root)]
 
     def load(self, path: str, depth: int, origin: Token | None) -> list[Token]:
         if depth > _MAX_IMPORT_DEPTH:
-            raise CorefileError(
-                origin.file, origin.line, f"imports nested deeper than {_MAX_IMPORT_DEPTH} levels"
-            )
+            raise origin.error(f"imports nested deeper than {_MAX_IMPORT_DEPTH} levels")
         try:
             text = self.read_file(path)
         except OSError as e:
             if origin is None:
                 raise CorefileError(path, 0, f"cannot read Corefile: {e.strerror or e}") from e
-            raise CorefileError(origin.file, origin.line, f"cannot import {path}: {e.strerror or e}") from e
+            raise origin.error(f"cannot import {path}: {e.strerror or e}") from e
         return _tokenize(text, path, self.environ)
 
     def expand(self, tokens: list[Token], depth: int, top_level: bool) -> list[Token]:
@@ -243,9 +278,13 @@ class _Expander:
     def _check_cycle(self, label: str, keyword: Token) -> None:
         if label in self.active:
             chain = " -> ".join(self.active[self.active.index(label):] + [label])
-            raise CorefileError(keyword.file, keyword.line, f"import cycle: {chain}")
+            raise keyword.error(f"import cycle: {chain}")
 
-    def _expand_import(self, label: str, tokens: list[Token], depth: int, top_level: bool) -> list[Token]:
+    def _paste(self, label: str, tokens: list[Token], keyword: Token, depth: int, top_level: bool) -> list[Token]:
+        """Expand tokens brought in by the import line of keyword, as one expansion."""
+        expansion = next(self.counter)
+        chain = ((keyword.file, keyword.line), *keyword.imported_from)
+        tokens = [attrs.evolve(t, expansion=expansion, imported_from=chain) for t in tokens]
         self.active.append(label)
         try:
             return self.expand(tokens, depth + 1, top_level)
@@ -257,9 +296,9 @@ class _Expander:
         key = line[0]
         name = key.text[1:-1]
         if len(line) != 2 or not line[1].is_brace("{"):
-            raise CorefileError(key.file, key.line, f"snippet {key.text}: expected '{{' after its name")
+            raise key.error(f"snippet {key.text}: expected '{{' after its name")
         if name in self.snippets:
-            raise CorefileError(key.file, key.line, f"snippet {name!r} is defined twice")
+            raise key.error(f"snippet {name!r} is defined twice")
         body: list[Token] = []
         depth = 1
         index += 1
@@ -274,49 +313,72 @@ class _Expander:
                 body.append(token)
             index += 1
             if depth == 0:
-                self.snippets[name] = body
+                # Stored as written: an import of it pastes these tokens anew.
+                self.snippets[name] = [attrs.evolve(t, expansion=0, imported_from=()) for t in body]
                 return index
-        raise CorefileError(key.file, key.line, f"snippet {key.text}: missing its closing '}}'")
+        raise key.error(f"snippet {key.text}: missing its closing '}}'")
+
+    def _count_import(self, keyword: Token) -> None:
+        self.imports += 1
+        if self.imports > MAX_IMPORTS:
+            raise keyword.error(f"more than {MAX_IMPORTS} imports expanded (CoreDNS's limit)")
 
     def _import(self, line: list[Token], depth: int, top_level: bool) -> list[Token]:
         keyword = line[0]
         if len(line) != 2:
-            raise CorefileError(
-                keyword.file, keyword.line, "import: expected exactly one argument (a snippet name or a file pattern)"
-            )
+            # CoreDNS's caddyfile takes no import arguments (Caddy v2's {args[n]} came later).
+            raise keyword.error("import: expected exactly one argument (a snippet name or a file pattern)")
         pattern = line[1].text
         if not pattern:
-            raise CorefileError(keyword.file, keyword.line, "import: the pattern is empty")
+            raise keyword.error("import: the pattern is empty")
+        if depth > _MAX_IMPORT_DEPTH:
+            raise keyword.error(f"imports nested deeper than {_MAX_IMPORT_DEPTH} levels")
+        self._count_import(keyword)
         if pattern in self.snippets:
-            if depth > _MAX_IMPORT_DEPTH:
-                raise CorefileError(
-                    keyword.file, keyword.line, f"imports nested deeper than {_MAX_IMPORT_DEPTH} levels"
-                )
             self._check_cycle(f"({pattern})", keyword)
-            expansion = next(self.counter)
-            pasted = [attrs.evolve(t, expansion=expansion) for t in self.snippets[pattern]]
-            return self._expand_import(f"({pattern})", pasted, depth, top_level)
-        base = os.path.dirname(os.path.abspath(keyword.file))
-        full = pattern if os.path.isabs(pattern) else os.path.join(base, pattern)
-        found = self.find_imports(pattern, full) if self.find_imports is not None else None
-        if found is not None:
-            matches = found
-        elif glob.has_magic(full):
-            matches = sorted(glob.glob(full))
-        elif os.path.exists(full):
-            matches = [full]
-        else:
-            raise CorefileError(keyword.file, keyword.line, f"import: no snippet or file named {pattern!r}")
+            return self._paste(f"({pattern})", self.snippets[pattern], keyword, depth, top_level)
         out: list[Token] = []
-        for match in matches:
-            if found is None and os.path.isdir(match):
-                raise CorefileError(keyword.file, keyword.line, f"import: {match} is a directory")
+        for match in _import_matches(keyword, pattern, self.find_imports):
             label = os.path.abspath(match)
             self._check_cycle(label, keyword)
-            expansion = next(self.counter)
-            tokens = [attrs.evolve(t, expansion=expansion) for t in self.load(match, depth + 1, keyword)]
-            out.extend(self._expand_import(label, tokens, depth, top_level))
+            tokens = self.load(match, depth + 1, keyword)
+            out.extend(self._paste(label, tokens, keyword, depth, top_level))
         return out
+
+
+def _import_matches(keyword: Token, pattern: str, find_imports=None) -> list[str]:
+    """The files `import PATTERN` names, as CoreDNS's caddyfile finds them.
+
+    find_imports(pattern, absolute pattern), when given, may answer instead
+    of the file system (None: look on disk).
+    """
+    base = os.path.dirname(os.path.abspath(keyword.file))
+    full = pattern if os.path.isabs(pattern) else os.path.join(base, pattern)
+    if full.count("*") > 1 or full.count("?") > 1 or ("[" in full and "]" in full):
+        # Caddy's guard against patterns that take too long to match.
+        raise keyword.error(f"import: a glob pattern may only contain one wildcard (*), but has others: {full}")
+    found = find_imports(pattern, full) if find_imports is not None else None
+    if found is not None:
+        return found
+    if any(c in full for c in "*?[]"):
+        # Go's filepath.Glob: sorted, and '*' matches names starting with '.'
+        # too. Matching nothing is not an error: k3s imports
+        # /etc/coredns/custom/*.override whether or not any exist.
+        matches = sorted(glob.glob(full, include_hidden=True))
+        if not matches and full not in _WARNED_GLOBS:
+            # CoreDNS's words, but once per pattern: CoreDNS repeats it at
+            # every reload check, noise operators work around with dummy
+            # files (gardener/gardener#1788, k3s-io/k3s#4919).
+            _WARNED_GLOBS.add(full)
+            log.warning("No files matching import glob pattern: %s", pattern)
+    elif os.path.lexists(full):
+        matches = [full]
+    else:
+        raise keyword.error(f"import: no snippet or file named {pattern!r}")
+    for match in matches:
+        if os.path.isdir(match):
+            raise keyword.error(f"import: {match} is a directory")
+    return matches
 
 
 def _split_lines(tokens: list[Token]) -> list[list[Token]]:
@@ -345,30 +407,31 @@ def _directives(lines: list[list[Token]], index: int, closing: Token | None) -> 
         first = line[0]
         if first.is_brace("}"):
             if closing is None:
-                raise CorefileError(first.file, first.line, "unexpected '}' without a matching '{'")
+                raise first.error("unexpected '}' without a matching '{'")
             if len(line) > 1:
-                raise CorefileError(first.file, first.line, f"unexpected {line[1].text!r} after '}}' (expected a new line)")
+                raise first.error(f"unexpected {line[1].text!r} after '}}' (expected a new line)")
             return tuple(directives), index + 1
         if first.is_brace("{"):
-            raise CorefileError(first.file, first.line, "unexpected '{' (expected a directive name)")
+            raise first.error("unexpected '{' (expected a directive name)")
         for token in line[1:-1]:
             if token.is_brace("{") or token.is_brace("}"):
-                raise CorefileError(
-                    token.file, token.line, f"unexpected {token.text!r} inside a line ('{{' must end a line, '}}' must stand alone)"
+                raise token.error(
+                    f"unexpected {token.text!r} inside a line ('{{' must end a line, '}}' must stand alone)"
                 )
         opens = len(line) > 1 and line[-1].is_brace("{")
         if len(line) > 1 and line[-1].is_brace("}"):
-            raise CorefileError(line[-1].file, line[-1].line, "'}' must stand on a line of its own")
+            raise line[-1].error("'}' must stand on a line of its own")
         args = tuple(t.text for t in (line[1:-1] if opens else line[1:]))
         if opens:
             block, index = _directives(lines, index + 1, line[-1])
         else:
             block, index = (), index + 1
         directives.append(
-            Directive(first.text, args, first.file, first.line, block=block, has_block=opens)
+            Directive(first.text, args, first.file, first.line, block=block, has_block=opens,
+                      imported_from=first.imported_from)
         )
     if closing is not None:
-        raise CorefileError(closing.file, closing.line, "missing '}' to close this '{'")
+        raise closing.error("missing '}' to close this '{'")
     return tuple(directives), index
 
 
@@ -386,32 +449,32 @@ def _server_blocks(tokens: list[Token]) -> list[ServerBlockSource]:
             key_tokens = line[:-1] if opens else line
             for token in key_tokens:
                 if token.is_brace("}"):
-                    raise CorefileError(token.file, token.line, "unexpected '}' without a matching '{'")
+                    raise token.error("unexpected '}' without a matching '{'")
                 if token.is_brace("{"):
-                    raise CorefileError(
-                        token.file, token.line, "unexpected '{' among server block keys ('{' must end the line)"
+                    raise token.error(
+                        "unexpected '{' among server block keys ('{' must end the line)"
                     )
                 keys.extend(part for part in token.text.split(",") if part)
             if opens and key_tokens and key_tokens[-1].text.endswith(","):
-                raise CorefileError(
-                    line[-1].file, line[-1].line, "expected another server block key after ',', found '{'"
+                raise line[-1].error(
+                    "expected another server block key after ',', found '{'"
                 )
             if opens or not key_tokens[-1].text.endswith(","):
                 break
             index += 1
             if index >= len(lines):
-                raise CorefileError(first.file, first.line, "expected another server block key after ','")
+                raise first.error("expected another server block key after ','")
             line = lines[index]
         if not keys:
-            raise CorefileError(first.file, first.line, "expected a server block key (a zone, like '.:53')")
+            raise first.error("expected a server block key (a zone, like '.:53')")
         if opens:
             directives, index = _directives(lines, index + 1, line[-1])
         elif blocks:
-            raise CorefileError(first.file, first.line, f"expected '{{' after the server block keys {' '.join(keys)}")
+            raise first.error(f"expected '{{' after the server block keys {' '.join(keys)}")
         else:
             # A single server block may leave out its braces.
             directives, index = _directives(lines, index + 1, None)
-        blocks.append(ServerBlockSource(tuple(keys), directives, first.file, first.line))
+        blocks.append(ServerBlockSource(tuple(keys), directives, first.file, first.line, first.imported_from))
     return blocks
 
 
@@ -476,3 +539,13 @@ def parse_duration(text: str) -> float:
         pos = match.end()
     return sign * total
 
+
+def positive_duration(option: Directive, text: str, what: str) -> float:
+    """A duration above zero for an option, or a CorefileError naming `what` and the option's line."""
+    try:
+        seconds = parse_duration(text)
+    except ValueError as e:
+        raise option.error(f"{what}: {e}") from None
+    if seconds <= 0:
+        raise option.error(f"{what} must be positive")
+    return seconds

@@ -1,7 +1,9 @@
 """Where Wayfinder's answers or behaviour depart from CoreDNS's, by directive and option.
 
 The one table of these facts that code reads (`wayfinder check` reports
-them next to the Corefile lines they apply to). Each entry restates a
+them next to the Corefile lines they apply to), with the departures a
+plugin module declares itself (`PluginSpec.departures`), so that a new
+plugin states its own. Each entry restates a
 bullet of a README's "Where Wayfinder departs from CoreDNS" section (or,
 for additions, the README's description of them); `source` names that
 README and section, and tests/unit/test_check.py holds every source to a
@@ -17,7 +19,7 @@ from __future__ import annotations
 
 import attrs
 
-__all__ = ["Departure", "DEPARTURES", "departures_for"]
+__all__ = ["Departure", "DEPARTURES", "all_departures", "departures_for"]
 
 
 @attrs.frozen
@@ -100,6 +102,13 @@ DEPARTURES: tuple[Departure, ...] = (
 )
 
 
+def all_departures() -> tuple[Departure, ...]:
+    """This table and every departure a plugin declares."""
+    from . import plugin
+
+    return DEPARTURES + tuple(d for spec in plugin.specs() for d in spec.departures)
+
+
 def departures_for(directive: str, option: str | None, args: tuple[str, ...]) -> tuple[Departure, ...]:
     """The documented departures of a directive line (option None) or one of its option lines."""
-    return tuple(d for d in DEPARTURES if d.applies(directive, option, args))
+    return tuple(d for d in all_departures() if d.applies(directive, option, args))

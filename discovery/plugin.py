@@ -34,6 +34,8 @@ __all__ = [
     "PluginSpec",
     "SetupContext",
     "BuildContext",
+    "Bare",
+    "setup_bare",
     "specs",
     "spec",
     "names",
@@ -104,6 +106,9 @@ class PluginSpec:
     after: str | None = None
     #: Allowed in a webhook:// block (which has no DNS listener).
     in_webhook_block: bool = False
+    #: Where it departs from CoreDNS (`discovery.departures.Departure`), as
+    #: its README section says; `wayfinder check` reports them.
+    departures: tuple = ()
 
     @property
     def handler(self) -> bool:
@@ -114,6 +119,18 @@ class PluginSpec:
     def order(self) -> tuple[int, int]:
         anchor = self.after if self.after is not None else self.name
         return (PLUGIN_CFG.index(anchor), 0 if self.after is None else 1)
+
+
+@attrs.frozen
+class Bare:
+    """The config of a directive that takes no arguments and no properties (any, whoami, minimal)."""
+
+
+def setup_bare(directive, ctx: SetupContext) -> Bare:
+    """No arguments (CoreDNS's ArgErr); an empty block passes, a line in one is an unknown property."""
+    directive.expect_args(0, 0, directive.name)
+    directive.expect_no_properties()
+    return Bare()
 
 
 def _declaring_modules() -> list[str]:

@@ -9,6 +9,7 @@ import attrs
 __all__ = [
     "normalize_zone",
     "zones_from_cidr",
+    "origins",
     "longest_match",
     "in_zone",
     "is_reverse",
@@ -40,6 +41,16 @@ def zones_from_cidr(cidr: str) -> tuple[str, ...]:
         labels = subnet.network_address.reverse_pointer.split(".")
         zones.append(".".join(labels[total - boundary // step:]) + ".")
     return tuple(zones)
+
+
+def origins(args, block_zones) -> tuple[str, ...]:
+    """A directive's ZONES arguments, normalised (a CIDR standing for its reverse
+    zones), or its server block's zones without any (CoreDNS's
+    OriginsFromArgsOrServerBlock). Raises ValueError for a bad CIDR."""
+    zones: list[str] = []
+    for arg in args:
+        zones.extend(zones_from_cidr(arg) if "/" in arg else (normalize_zone(arg),))
+    return tuple(zones) or tuple(block_zones)
 
 
 def is_reverse(name: str) -> bool:

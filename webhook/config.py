@@ -5,6 +5,8 @@ Syntax::
     webhook [ADDRESS] {
         tls CERT KEY | tls auto [NAME...]
         path PATH
+        read_timeout DURATION
+        max_connections COUNT
     }
 
 ADDRESS is ``[HOST]:PORT`` (default ``:8443``, every address); HOST, when
@@ -12,7 +14,10 @@ given, is an IP address. ``tls`` is required: the API server only calls
 webhooks over HTTPS. ``tls auto`` makes a certificate for localhost, the
 loopback addresses and the NAMEs (the Service's DNS names) for local use.
 PATH defaults to ``/mutate``. Relative file names are relative to the
-Corefile.
+Corefile. Each request (headers and body) must be complete within
+``read_timeout`` (default 10 s) of the connection's start or of the previous
+answer; at most ``max_connections`` (default 1,000) connections are open at
+once, and one more is closed as soon as it is accepted.
 """
 
 from __future__ import annotations
@@ -23,7 +28,7 @@ import re
 
 import attrs
 
-from discovery.corefile import Directive
+from discovery.corefile import Directive, positive_duration
 from discovery.plugin import PluginSpec
 
 __all__ = [
@@ -35,6 +40,8 @@ __all__ = [
     "DEFAULT_PATH",
     "DEFAULT_MAX_REQUEST_BYTES",
     "HEALTH_PATH",
+    "DEFAULT_READ_TIMEOUT",
+    "DEFAULT_MAX_CONNECTIONS",
 ]
 
 DEFAULT_PORT = 8443
@@ -43,8 +50,16 @@ DEFAULT_PATH = "/mutate"
 #: it sends is larger.
 DEFAULT_MAX_REQUEST_BYTES = 3 * 1024 * 1024
 HEALTH_PATH = "/healthz"
+#: The API server's default webhook timeout is 10 s: a request that takes
+#: longer to arrive has been given up by its sender.
+DEFAULT_READ_TIMEOUT = 10.0
+#: The API servers of a cluster keep a few connections each.
+DEFAULT_MAX_CONNECTIONS = 1_000
 _DNS_NAME = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*\Z")
-_USAGE = "webhook [ADDRESS] { tls CERT KEY | tls auto [NAME...]; path PATH }"
+_USAGE = (
+    "webhook [ADDRESS] { tls CERT KEY | tls auto [NAME...]; path PATH; "
+    "read_timeout DURATION; max_connections COUNT }"
+)
 
 
 @attrs.frozen
@@ -72,6 +87,11 @@ class WebhookConfig:
     path: str = DEFAULT_PATH
     #: Larger bodies are answered 413 without being kept.
     max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES
+    #: A request (headers and body) must be complete this long after the
+    #: connection opened or the previous answer was sent.
+    read_timeout: float = DEFAULT_READ_TIMEOUT
+    #: Open connections at most; one more is closed as soon as it is accepted.
+    max_connections: int = DEFAULT_MAX_CONNECTIONS
     # Where the directive stands, for messages; not part of what it means, so
     # a reload that only moves the line keeps the running instance.
     file: str = attrs.field(default="", eq=False)
@@ -131,8 +151,19 @@ def setup_webhook(directive: Directive, ctx) -> WebhookConfig:
             if path == HEALTH_PATH:
                 raise option.error(f"webhook: path {HEALTH_PATH} is the health check; choose another")
             options["path"] = path
+        elif option.name == "read_timeout":
+            option.expect_args(1, 1, "read_timeout DURATION")
+            options["read_timeout"] = positive_duration(option, option.args[0], "webhook: read_timeout")
+        elif option.name == "max_connections":
+            option.expect_args(1, 1, "max_connections COUNT")
+            text = option.args[0]
+            if not text.isdigit() or int(text) < 1:
+                raise option.error(f"webhook: max_connections {text!r} is not a positive whole number")
+            options["max_connections"] = int(text)
         else:
-            raise option.error(f"webhook: unknown property {option.name!r} (expected tls or path)")
+            raise option.error(
+                f"webhook: unknown property {option.name!r} (expected tls, path, read_timeout or max_connections)"
+            )
     if "tls" not in options:
         raise directive.error(
             "webhook: tls is required (the API server calls webhooks over HTTPS): "

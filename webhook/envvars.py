@@ -13,9 +13,11 @@ Pod sees:
   ``enableServiceLinks: false``; a ``kubernetes`` Service in the Pod's own
   namespace takes its place when service links are enabled.
 
-Values come from the primary cluster IP only (``spec.clusterIP``); the
-``proto://host:port`` forms bracket an IPv6 address, as Go's
-``net.JoinHostPort`` does. The kubelet builds a map from Services held in a
+Values come from the primary cluster IP only, ``spec.clusterIP`` copied
+verbatim as the kubelet does (a non-canonical spelling such as
+``2001:DB8::1``, which the API server stores with a warning, stays as
+written; DNS answers use the parsed address); the ``proto://host:port``
+forms bracket an IPv6 address, as Go's ``net.JoinHostPort`` does. The kubelet builds a map from Services held in a
 map, so the order of its variables, and which of two Services wins a name
 both produce, change from run to run. Here the order is fixed: Services by
 name, each Service's variables in the kubelet's order, and where two
@@ -56,7 +58,8 @@ class EnvVar:
 def env_prefix(name: str) -> str:
     """A Service or port name as the kubelet spells it in a variable: FOO-BAR -> FOO_BAR."""
     # makeEnvVariableName: upper case, "-" -> "_"; nothing else (Service
-    # names are DNS-1035 labels and port names IANA service names).
+    # names are DNS-1123 labels, so "1kubernetes" gives 1KUBERNETES_...,
+    # as the kubelet makes it; port names are IANA service names).
     return name.upper().replace("-", "_")
 
 
@@ -83,7 +86,7 @@ def service_variables(service: Service) -> tuple[EnvVar, ...]:
     if not has_cluster_ip(service):
         return ()
     prefix = env_prefix(service.name)
-    ip = service.cluster_ip
+    ip = service.spec_cluster_ip
     result = [
         EnvVar(f"{prefix}_SERVICE_HOST", ip),
         # The first port keeps the backwards-compatible name.

@@ -32,7 +32,6 @@ import json
 import logging
 import os
 import time
-import weakref
 
 from cryptography import x509
 from OpenSSL import SSL
@@ -42,13 +41,16 @@ from twisted.internet.error import CannotListenError
 from twisted.internet.interfaces import IOpenSSLServerConnectionCreator
 from twisted.internet.ssl import CertificateOptions, TLSVersion
 from twisted.protocols.tls import BufferingTLSTransport, TLSMemoryBIOFactory
+from twisted.web.http import HTTPChannel
 from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET, Request, Site
 from zope.interface import implementer
 
 from discovery.cache.objects import Namespace, Service
 from discovery.certs import CertsError, issue_serving_certificate, make_ca, read_pem_files
+from discovery.ops.metrics import per_registry
 from discovery.cache.store import Change, Store
+from discovery.ops.connections import ConnectionGuard
 
 from .admission import (
     AdmissionError,
@@ -191,14 +193,7 @@ class _Metrics:
 
 
 #: One set of collectors per registry: several webhooks in one process share them.
-_METRICS: "weakref.WeakKeyDictionary[CollectorRegistry, _Metrics]" = weakref.WeakKeyDictionary()
-
-
-def _metrics_for(registry: CollectorRegistry) -> _Metrics:
-    metrics = _METRICS.get(registry)
-    if metrics is None:
-        metrics = _METRICS[registry] = _Metrics(registry)
-    return metrics
+_metrics_for = per_registry(_Metrics)
 
 
 # --- TLS ---------------------------------------------------------------------------------
@@ -352,18 +347,88 @@ class _NoDelayTLS(BufferingTLSTransport):
         super().makeConnection(transport)
 
 
+class _DeadlineChannel(HTTPChannel):
+    """HTTP with a deadline per request, as Go's http.Server ReadTimeout.
+
+    Each request, headers and body, must be complete `read_timeout` seconds
+    after the connection opened (the TLS handshake included) or after the
+    previous answer: a client sending a byte now and then cannot hold the
+    connection, as it can against an idle timer restarted by every byte.
+    """
+
+    _deadline = None
+
+    def connectionMade(self) -> None:
+        super().connectionMade()
+        self._arm()
+
+    def _arm(self) -> None:
+        self._disarm()
+        site = self.site
+        self._deadline = site.reactor.callLater(site.read_timeout, self._expired)
+
+    def _disarm(self) -> None:
+        if self._deadline is not None and self._deadline.active():
+            self._deadline.cancel()
+        self._deadline = None
+
+    def _expired(self) -> None:
+        self.site.guard.closed_at_deadline(self.site.label, "read")
+        self.transport.abortConnection()
+
+    def allContentReceived(self) -> None:
+        self._disarm()
+        super().allContentReceived()
+
+    _lost = False
+
+    def requestDone(self, request) -> None:
+        super().requestDone(request)
+        if not self._lost:
+            # The next request on a kept-alive connection has its own deadline.
+            self._arm()
+
+    def connectionLost(self, reason) -> None:
+        self._lost = True
+        self._disarm()
+        super().connectionLost(reason)
+
+
 class _WebhookSite(Site):
     noisy = False
+    protocol = _DeadlineChannel
 
-    def __init__(self, resource, max_request_bytes: int, reactor):
+    def __init__(self, resource, config: WebhookConfig, reactor, guard: ConnectionGuard, label: str):
         super().__init__(
             resource, requestFactory=_BoundedRequest, parsePOSTFormSubmission=False, reactor=reactor
         )
-        self.max_request_bytes = max_request_bytes
+        self.max_request_bytes = config.max_request_bytes
+        self.read_timeout = config.read_timeout
+        self.guard = guard
+        self.label = label
 
     def log(self, request):
         # The webhook writes its own line per request, at debug.
         pass
+
+
+class _GuardedTLSFactory(TLSMemoryBIOFactory):
+    """TLS connections while the webhook's cap and the process's descriptor budget allow."""
+
+    def __init__(self, contextFactory, site: _WebhookSite, cap: int, reactor):
+        super().__init__(contextFactory, False, site, clock=reactor)
+        self._site = site
+        self._cap = cap
+
+    def buildProtocol(self, addr):
+        if not self._site.guard.admit(self._site.label, len(self.protocols), self._cap):
+            # Twisted closes the accepted socket at once.
+            return None
+        return super().buildProtocol(addr)
+
+    def unregisterProtocol(self, protocol) -> None:
+        super().unregisterProtocol(protocol)
+        self._site.guard.release()
 
 
 def _message(text: str) -> bytes:
@@ -403,8 +468,12 @@ class _WebhookResource(Resource):
 class WebhookServer:
     """The env-injecting admission webhook over HTTPS, reading one Store."""
 
-    def __init__(self, config: WebhookConfig, store: Store, reactor, *, registry: CollectorRegistry | None = None):
+    def __init__(
+        self, config: WebhookConfig, store: Store, reactor, *, registry: CollectorRegistry | None = None,
+        guard: ConnectionGuard | None = None,
+    ):
         self.config = config
+        self._guard = guard if guard is not None else ConnectionGuard()
         self._store = store
         self._reactor = reactor
         #: Follows the Store while listening.
@@ -484,8 +553,9 @@ class WebhookServer:
         return self._certificate
 
     def _listen(self) -> None:
-        site = _WebhookSite(_WebhookResource(self), self.config.max_request_bytes, self._reactor)
-        self._factory = TLSMemoryBIOFactory(self._tls(), False, site, clock=self._reactor)
+        label = f"https://{_host_port(self.config.host, self.config.port)}"
+        site = _WebhookSite(_WebhookResource(self), self.config, self._reactor, self._guard, label)
+        self._factory = _GuardedTLSFactory(self._tls(), site, self.config.max_connections, self._reactor)
         self._factory.protocol = _NoDelayTLS
         host = self.config.host
         if host:
@@ -500,6 +570,8 @@ class WebhookServer:
         self._env = EnvMemo(self._store)
         address = self._listening.getHost()
         self.port = address.port
+        # The metrics name the configured host and the bound port (":0" in tests).
+        site.label = f"https://{_host_port(self.config.host, self.port)}"
         log.info("listening on https://%s%s", _host_port(address.host, address.port), self.config.path)
 
     def stop(self) -> Deferred:

@@ -6,7 +6,12 @@ Syntax (CoreDNS's, plus `manifests` and `service_cidr`)::
         endpoint URL
         tls CERT KEY CACERT
         kubeconfig KUBECONFIG [CONTEXT]
-        manifests DIR
+        manifests DIR {
+            max_file_size BYTES
+            max_file_objects COUNT
+            max_alias_nodes COUNT
+            stale_after DURATION
+        }
         service_cidr CIDR [CIDR]
         namespaces NAMESPACE...
         labels EXPRESSION
@@ -30,14 +35,15 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import re
 
 import attrs
 
-from ..corefile import Directive, parse_duration
+from ..corefile import Directive, parse_duration, positive_duration
 from ..zones import Fallthrough, is_reverse, normalize_zone, zones_from_cidr
 from .selectors import LabelSelector, SelectorError
 
-__all__ = ["SourceConfig", "KubernetesConfig", "setup_kubernetes", "DEFAULT_SERVICE_CIDRS"]
+__all__ = ["SourceConfig", "KubernetesConfig", "ManifestLimits", "setup_kubernetes", "DEFAULT_SERVICE_CIDRS"]
 
 #: kubeadm's default --service-cluster-ip-range.
 DEFAULT_SERVICE_CIDRS = ("10.96.0.0/12",)
@@ -49,6 +55,29 @@ class TLSFiles:
     cert: str
     key: str
     ca: str
+
+
+@attrs.frozen
+class ManifestLimits:
+    """What one manifest file may hold, and how long the manifests source may fall behind.
+
+    A file over a limit is skipped whole (its previous objects keep
+    serving), with one log line naming it.
+    """
+
+    #: Bytes per file: 16 MiB holds about 60,000 Services as written by
+    #: `kubectl get -o yaml`, while PyYAML needs about 6 bytes of memory per
+    #: byte it parses.
+    max_file_bytes: int = 16 << 20
+    #: Objects per file (documents, and the items of Lists).
+    max_file_objects: int = 20_000
+    #: Nodes that YAML aliases may add to one document once expanded. The
+    #: figure is go-yaml's, which Kubernetes' own YAML reader uses: it allows
+    #: about 400,000 alias-driven decodes in a document.
+    max_alias_nodes: int = 400_000
+    #: /ready answers 503 once the source has not finished a pass over the
+    #: folder (listed it, read what changed, applied it) for this long.
+    stale_after: float = 60.0
 
 
 @attrs.frozen
@@ -72,6 +101,7 @@ class SourceConfig:
     #: Where the manifests source allocates cluster IPs for Services that
     #: name none, as the API server would have.
     service_cidrs: tuple[str, ...] = DEFAULT_SERVICE_CIDRS
+    manifest_limits: ManifestLimits = ManifestLimits()
 
     def describe(self) -> str:
         if self.manifests is not None:
@@ -129,6 +159,45 @@ def _zones(option: Directive, args) -> tuple[str, ...]:
     return tuple(zones)
 
 
+_SIZE_UNITS = {"": 1, "Ki": 1 << 10, "Mi": 1 << 20, "Gi": 1 << 30, "k": 1000, "M": 1000**2, "G": 1000**3}
+_SIZE = re.compile(r"([0-9]+)(Ki|Mi|Gi|k|M|G)?\Z")
+
+
+def _count(option: Directive, text: str, sizes: bool = False) -> int:
+    match = _SIZE.match(text) if sizes else re.match(r"([0-9]+)()\Z", text)
+    if not match:
+        example = "a byte count like 16Mi or 1000000" if sizes else "a whole number"
+        raise option.error(f"{option.name}: {text!r} is not {example}")
+    value = int(match.group(1)) * _SIZE_UNITS[match.group(2) or ""]
+    if value < 1:
+        raise option.error(f"{option.name} must be at least 1")
+    return value
+
+
+def _manifest_limits(directive: Directive) -> ManifestLimits:
+    """The block of `manifests DIR { ... }`: the source's limits."""
+    limits: dict = {}
+    seen: set[str] = set()
+    for option in directive.block:
+        name = option.name
+        if name in seen:
+            raise option.error(f"manifests: option {name!r} is given twice")
+        seen.add(name)
+        (text,) = _only(option, 1, f"{name} VALUE")
+        if name == "max_file_size":
+            limits["max_file_bytes"] = _count(option, text, sizes=True)
+        elif name in ("max_file_objects", "max_alias_nodes"):
+            limits[name] = _count(option, text)
+        elif name == "stale_after":
+            limits[name] = positive_duration(option, text, "stale_after")
+        else:
+            raise option.error(
+                f"manifests: unknown property {name!r} "
+                "(expected max_file_size, max_file_objects, max_alias_nodes or stale_after)"
+            )
+    return ManifestLimits(**limits)
+
+
 def setup_kubernetes(directive: Directive, ctx) -> KubernetesConfig:
     """Parse a `kubernetes` directive. Raises CorefileError naming file:line."""
     zones = _zones(directive, directive.args) or ctx.zones
@@ -155,8 +224,10 @@ def setup_kubernetes(directive: Directive, ctx) -> KubernetesConfig:
             source["kubeconfig"] = option.args[0]
             source["context"] = option.args[1] if len(option.args) == 2 else None
         elif name == "manifests":
-            (folder,) = _only(option, 1, "manifests DIR")
+            option.expect_args(1, 1, "manifests DIR { max_file_size BYTES; max_file_objects COUNT; ... }")
+            folder = option.args[0]
             source["manifests"] = folder if os.path.isabs(folder) else os.path.join(base, folder)
+            source["manifest_limits"] = _manifest_limits(option)
         elif name == "service_cidr":
             option.expect_args(1, 2, "service_cidr CIDR [CIDR]")
             option.expect_no_block()

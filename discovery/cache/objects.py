@@ -2,9 +2,19 @@
 
 The API's JSON (camelCase, exactly as the API server sends it, or as a
 manifest file holds it) is converted once, here, at the edge. Each converter
-validates what it reads the way the API server would have, and raises
-`ObjectError` naming the object and the field when it cannot; the caller logs
-that and skips the object, so bad data never reaches the Store.
+validates what it reads, and raises `ObjectError` naming the object, the
+field and the reason when it cannot; the caller logs that and skips the
+object, so bad data never reaches the Store.
+
+The rule for every check: never stricter than the API server under any
+feature gate. An object the API server can store is never dropped by a
+rule it does not enforce (Service names are DNS-1123 labels, not DNS-1035,
+since the RelaxedServiceNameValidation gate of Kubernetes 1.34, KEP-5311;
+IPv4 addresses with leading zeros pass, as netutils.ParseIPSloppy reads
+them, while StrictIPCIDRValidation is off). What is rejected is what would
+make a DNS answer or a kubelet variable wrong, or what the API server
+refuses under every gate, so that a manifests folder follows current
+Kubernetes validation, relaxed rules included.
 
 Only the fields that the DNS schema, CoreDNS's kubernetes plugin and the
 kubelet's Service environment variables read are kept: with 100,000 objects in
@@ -16,6 +26,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
+import reprlib
 import sys
 from typing import Any, Mapping
 
@@ -23,6 +34,7 @@ import attrs
 
 __all__ = [
     "ObjectError",
+    "quote",
     "ServicePort",
     "Service",
     "TargetRef",
@@ -52,10 +64,10 @@ PROTOCOLS = frozenset({"TCP", "UDP", "SCTP"})
 ADDRESS_TYPES = frozenset({"IPv4", "IPv6", "FQDN"})
 IP_FAMILIES = frozenset({"IPv4", "IPv6"})
 
-# k8s.io/apimachinery/pkg/util/validation: DNS-1123 label (also Service and
-# EndpointSlice port names) and subdomain, DNS-1035 label (Service names).
+# k8s.io/apimachinery/pkg/util/validation: DNS-1123 label (Service names
+# under RelaxedServiceNameValidation, namespaces, Service and EndpointSlice
+# port names, endpoint hostnames) and subdomain.
 _DNS1123_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?\Z")
-_DNS1035_LABEL = re.compile(r"[a-z]([-a-z0-9]*[a-z0-9])?\Z")
 _DNS1123_SUBDOMAIN = re.compile(
     r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*\Z"
 )
@@ -66,6 +78,23 @@ _GO_TRUE = frozenset({"1", "t", "T", "TRUE", "true", "True"})
 #: Labels as a sorted tuple of (key, value) pairs: hashable, compact, and
 #: equal exactly when the label maps are equal.
 Labels = tuple[tuple[str, str], ...]
+
+
+#: Values quoted in messages are cut short: a manifest's value may be a
+#: megabyte string, or a YAML alias graph that expands to millions of nodes
+#: when walked, and one message must cost neither the time nor the memory.
+_QUOTE = reprlib.Repr()
+_QUOTE.maxstring = 80
+_QUOTE.maxother = 80
+_QUOTE.maxlist = _QUOTE.maxtuple = _QUOTE.maxdict = _QUOTE.maxset = 4
+_QUOTE.maxlevel = 2
+QUOTE_LIMIT = 120
+
+
+def quote(value: Any) -> str:
+    """repr(value), cut to a bounded prefix of at most QUOTE_LIMIT characters."""
+    text = _QUOTE.repr(value)
+    return text if len(text) <= QUOTE_LIMIT else text[: QUOTE_LIMIT - 3] + "..."
 
 
 class ObjectError(ValueError):
@@ -100,8 +129,9 @@ class Service:
     namespace: str
     name: str
     type: str = "ClusterIP"
-    #: Allocated cluster IPs, primary first (spec.clusterIPs). Empty for
-    #: headless and ExternalName Services and for Services not yet allocated.
+    #: Allocated cluster IPs, primary first (spec.clusterIPs), in canonical
+    #: form: what DNS answers carry. Empty for headless and ExternalName
+    #: Services and for Services not yet allocated.
     cluster_ips: tuple[str, ...] = ()
     #: spec.clusterIP == "None".
     headless: bool = False
@@ -112,6 +142,10 @@ class Service:
     publish_not_ready_addresses: bool = False
     selector: Labels = ()
     labels: Labels = ()
+    #: spec.clusterIP exactly as the API server stored it, when that is not
+    #: the canonical spelling of cluster_ips[0] ("2001:DB8::1", "010.0.0.1":
+    #: the API server only warns); None otherwise, which costs nothing.
+    cluster_ip_as_written: str | None = None
 
     @property
     def key(self) -> tuple[str, str]:
@@ -119,8 +153,15 @@ class Service:
 
     @property
     def cluster_ip(self) -> str:
-        """The primary cluster IP ("" when there is none), as the kubelet reads it."""
+        """The primary cluster IP in canonical form ("" when there is none)."""
         return self.cluster_ips[0] if self.cluster_ips else ""
+
+    @property
+    def spec_cluster_ip(self) -> str:
+        """spec.clusterIP verbatim ("" when there is none): what the kubelet copies into variables."""
+        if self.cluster_ip_as_written is not None and self.cluster_ips:
+            return self.cluster_ip_as_written
+        return self.cluster_ip
 
     @property
     def is_external_name(self) -> bool:
@@ -235,7 +276,7 @@ class _Reader:
             self.fail("metadata.namespace: expected a string")
         self.namespace = namespace
         if name is not None and self.name is None:
-            self.fail(f"metadata.name: expected a non-empty string, got {name!r}")
+            self.fail(f"metadata.name: expected a non-empty string, got {quote(name)}")
         if self.name is None:
             self.fail("metadata.name is missing")
 
@@ -260,14 +301,14 @@ class _Reader:
         if value is None:
             return default
         if not isinstance(value, str):
-            self.fail(f"{path}: expected a string, got {value!r}")
+            self.fail(f"{path}: expected a string, got {quote(value)}")
         return value
 
     def boolean(self, value: Any, path: str, default: bool | None) -> bool | None:
         if value is None:
             return default
         if not isinstance(value, bool):
-            self.fail(f"{path}: expected true or false, got {value!r}")
+            self.fail(f"{path}: expected true or false, got {quote(value)}")
         return value
 
     def port_number(self, value: Any, path: str, *, required: bool) -> int | None:
@@ -276,21 +317,21 @@ class _Reader:
                 self.fail(f"{path} is missing")
             return None
         if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 65535:
-            self.fail(f"{path}: {value!r} is not a port number (1-65535)")
+            self.fail(f"{path}: {quote(value)} is not a port number (1-65535)")
         return value
 
     def ip(self, value: Any, path: str, family: str | None = None) -> str:
         if not isinstance(value, str):
-            self.fail(f"{path}: expected an IP address, got {value!r}")
+            self.fail(f"{path}: expected an IP address, got {quote(value)}")
         try:
-            address = ipaddress.ip_address(value)
+            address = _parse_ip_sloppy(value)
         except ValueError:
-            self.fail(f"{path}: {value!r} is not an IP address")
+            self.fail(f"{path}: {quote(value)} is not an IP address")
         if family is not None and _family(address) != family:
-            self.fail(f"{path}: {value!r} is not an {family} address")
+            self.fail(f"{path}: {quote(value)} is not an {family} address")
         if getattr(address, "scope_id", None):
             # ipaddress accepts RFC 4007 zones ("fe80::1%eth0"); the API does not.
-            self.fail(f"{path}: {value!r} carries a zone index, which the API does not allow")
+            self.fail(f"{path}: {quote(value)} carries a zone index, which the API does not allow")
         # Not interned: addresses are mostly unique, and the intern table
         # would only add its own entry for each.
         return address.compressed
@@ -298,7 +339,7 @@ class _Reader:
     def protocol(self, value: Any, path: str) -> str:
         protocol = self.string(value, path, "TCP")
         if protocol not in PROTOCOLS:
-            self.fail(f"{path}: {protocol!r} is not one of TCP, UDP, SCTP")
+            self.fail(f"{path}: {quote(protocol)} is not one of TCP, UDP, SCTP")
         return sys.intern(protocol)
 
     def labels(self, value: Any, path: str) -> Labels:
@@ -306,21 +347,39 @@ class _Reader:
         pairs = []
         for key, val in labels.items():
             if not isinstance(key, str) or not isinstance(val, str):
-                self.fail(f"{path}: label {key!r} must map a string to a string")
+                self.fail(f"{path}: label {quote(key)} must map a string to a string")
             pairs.append((sys.intern(key), sys.intern(val)))
         pairs.sort()
         return tuple(pairs)
 
     def check_name(self, pattern: re.Pattern, what: str, limit: int):
         if len(self.name) > limit or not pattern.match(self.name):
-            self.fail(f"metadata.name: {self.name!r} is not a valid {what}")
+            self.fail(f"metadata.name: {quote(self.name)} is not a valid {what}")
 
     def check_namespace(self):
         if self.namespace is None:
             self.fail("metadata.namespace is missing")
-        if len(self.namespace) > 63 or not _DNS1123_LABEL.match(self.namespace):
-            self.fail(f"metadata.namespace: {self.namespace!r} is not a valid DNS-1123 label")
+        if not _is_dns_label(self.namespace):
+            self.fail(f"metadata.namespace: {quote(self.namespace)} is not a valid DNS-1123 label")
         self.namespace = sys.intern(self.namespace)
+
+
+_LEADING_ZEROS_IPV4 = re.compile(r"[0-9]{1,3}(\.[0-9]{1,3}){3}\Z")
+
+
+def _parse_ip_sloppy(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
+    """ipaddress.ip_address, plus IPv4 with leading zeros read as decimal.
+
+    netutils.ParseIPSloppy (the API server's parser while the
+    StrictIPCIDRValidation gate is off) reads "010.000.000.001" as 10.0.0.1;
+    Python refuses leading zeros since 3.9.5.
+    """
+    try:
+        return ipaddress.ip_address(text)
+    except ValueError:
+        if not _LEADING_ZEROS_IPV4.match(text):
+            raise
+        return ipaddress.IPv4Address(".".join(str(int(part)) for part in text.split(".")))
 
 
 def _family(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> str:
@@ -336,6 +395,10 @@ def _is_dns_subdomain(value: str) -> bool:
     return len(value) <= 253 and bool(_DNS1123_SUBDOMAIN.match(value))
 
 
+def _is_dns_label(value: str) -> bool:
+    return len(value) <= 63 and bool(_DNS1123_LABEL.match(value))
+
+
 # --- converters --------------------------------------------------------------
 
 
@@ -343,27 +406,34 @@ def service_from_api(obj: Any, default_namespace: str | None = None) -> Service:
     """Convert a v1 Service. Raises ObjectError for what the API would reject."""
     r = _Reader("Service", obj, default_namespace)
     r.check_namespace()
-    r.check_name(_DNS1035_LABEL, "DNS-1035 label (Service name)", 63)
+    # ValidateService names Services with NameIsDNS1035Label, or with
+    # NameIsDNSLabel under RelaxedServiceNameValidation (1.34, KEP-5311):
+    # "1kubernetes" is a name the API server may hold, and DNS answers for it.
+    r.check_name(_DNS1123_LABEL, "DNS-1123 label (Service name)", 63)
     metadata = r.mapping(obj.get("metadata"), "metadata")
     spec = r.mapping(obj.get("spec"), "spec")
 
     service_type = r.string(spec.get("type"), "spec.type", "ClusterIP")
     if service_type not in SERVICE_TYPES:
-        r.fail(f"spec.type: {service_type!r} is not one of {', '.join(sorted(SERVICE_TYPES))}")
+        r.fail(f"spec.type: {quote(service_type)} is not one of {', '.join(sorted(SERVICE_TYPES))}")
 
     cluster_ip = r.string(spec.get("clusterIP"), "spec.clusterIP", "")
     raw_ips = r.sequence(spec.get("clusterIPs"), "spec.clusterIPs")
     if not raw_ips and cluster_ip:
         raw_ips = [cluster_ip]
     if raw_ips and cluster_ip and raw_ips[0] != cluster_ip:
-        r.fail(f"spec.clusterIPs[0] {raw_ips[0]!r} does not match spec.clusterIP {cluster_ip!r}")
+        r.fail(f"spec.clusterIPs[0] {quote(raw_ips[0])} does not match spec.clusterIP {quote(cluster_ip)}")
     headless = bool(raw_ips) and raw_ips[0] == "None"
+    as_written = None
     if headless:
         if len(raw_ips) > 1:
             r.fail("spec.clusterIPs: 'None' must be the only entry of a headless Service")
         cluster_ips: tuple[str, ...] = ()
     else:
         cluster_ips = tuple(r.ip(ip, f"spec.clusterIPs[{i}]") for i, ip in enumerate(raw_ips))
+        if cluster_ips and cluster_ips[0] != raw_ips[0]:
+            # The kubelet copies spec.clusterIP into its variables verbatim.
+            as_written = raw_ips[0]
         if len(cluster_ips) > 2 or (
             len(cluster_ips) == 2 and family_of(cluster_ips[0]) == family_of(cluster_ips[1])
         ):
@@ -372,7 +442,7 @@ def service_from_api(obj: Any, default_namespace: str | None = None) -> Service:
     families = []
     for i, family in enumerate(r.sequence(spec.get("ipFamilies"), "spec.ipFamilies")):
         if not isinstance(family, str) or family not in IP_FAMILIES:
-            r.fail(f"spec.ipFamilies[{i}]: {family!r} is not IPv4 or IPv6")
+            r.fail(f"spec.ipFamilies[{i}]: {quote(family)} is not IPv4 or IPv6")
         families.append(sys.intern(family))
     if not families:
         families = [family_of(ip) for ip in cluster_ips]
@@ -381,10 +451,13 @@ def service_from_api(obj: Any, default_namespace: str | None = None) -> Service:
 
     external_name = r.string(spec.get("externalName"), "spec.externalName", "")
     if service_type == "ExternalName":
-        external_name = external_name.rstrip(".").lower()
-        if not external_name or not _is_dns_subdomain(external_name):
-            r.fail(f"spec.externalName: {external_name!r} is not a DNS name")
-        cluster_ips, headless, families = (), False, []
+        # Kept as written: CoreDNS's CNAME carries the object's spelling. The
+        # API server holds only lower case; a manifest may not, and case
+        # changes no answer's meaning, so it is not a reason to drop it.
+        external_name = external_name.rstrip(".")
+        if not external_name or not _is_dns_subdomain(external_name.lower()):
+            r.fail(f"spec.externalName: {quote(external_name)} is not a DNS name")
+        cluster_ips, headless, families, as_written = (), False, [], None
 
     ports = []
     # ValidateService: names are DNS-1123 labels, unique, and required when
@@ -398,10 +471,11 @@ def service_from_api(obj: Any, default_namespace: str | None = None) -> Service:
         name = r.string(port.get("name"), f"{path}.name", "")
         if not name and len(raw_ports) > 1:
             r.fail(f"{path}.name is required when a Service has more than one port")
-        if name and (len(name) > 63 or not _DNS1123_LABEL.match(name)):
-            r.fail(f"{path}.name: {name!r} is not a valid DNS-1123 label")
+        if name and not _is_dns_label(name):
+            # It becomes the _port label of SRV names.
+            r.fail(f"{path}.name: {quote(name)} is not a valid DNS-1123 label")
         if name in seen_names:
-            r.fail(f"{path}.name: duplicate port name {name!r}")
+            r.fail(f"{path}.name: duplicate port name {quote(name)}")
         seen_names.add(name)
         protocol = r.protocol(port.get("protocol"), f"{path}.protocol")
         number = r.port_number(port.get("port"), f"{path}.port", required=True)
@@ -428,6 +502,7 @@ def service_from_api(obj: Any, default_namespace: str | None = None) -> Service:
         publish_not_ready_addresses=publish,
         selector=r.labels(spec.get("selector"), "spec.selector"),
         labels=r.labels(metadata.get("labels"), "metadata.labels"),
+        cluster_ip_as_written=as_written,
     )
 
 
@@ -456,8 +531,9 @@ def _hostname(r: _Reader, value: Any, path: str) -> str | None:
     hostname = r.string(value, path)
     if not hostname:
         return None
-    if len(hostname) > 63 or not _DNS1123_LABEL.match(hostname):
-        r.fail(f"{path}: {hostname!r} is not a valid DNS-1123 label")
+    if not _is_dns_label(hostname):
+        # It becomes the first label of the endpoint's DNS name.
+        r.fail(f"{path}: {quote(hostname)} is not a valid DNS-1123 label")
     return hostname
 
 
@@ -474,7 +550,7 @@ def endpoint_slice_from_api(obj: Any, default_namespace: str | None = None) -> E
     if address_type is None:
         r.fail("addressType is missing")
     if address_type not in ADDRESS_TYPES:
-        r.fail(f"addressType: {address_type!r} is not one of IPv4, IPv6, FQDN")
+        r.fail(f"addressType: {quote(address_type)} is not one of IPv4, IPv6, FQDN")
 
     endpoints = []
     # A Service scaled to zero has "endpoints": null.
@@ -489,8 +565,9 @@ def endpoint_slice_from_api(obj: Any, default_namespace: str | None = None) -> E
             where = f"{path}.addresses[{j}]"
             if address_type == "FQDN":
                 text = r.string(address, where, "")
-                if not _is_dns_subdomain(text):
-                    r.fail(f"{where}: {text!r} is not a DNS name")
+                # IsFullyQualifiedDomainName: a trailing dot is allowed.
+                if not _is_dns_subdomain(text[:-1] if text.endswith(".") else text):
+                    r.fail(f"{where}: {quote(text)} is not a DNS name")
                 addresses.append(text)
             else:
                 addresses.append(r.ip(address, where, address_type))
@@ -518,8 +595,9 @@ def endpoint_slice_from_api(obj: Any, default_namespace: str | None = None) -> E
         path = f"ports[{i}]"
         port = r.mapping(port, path)
         name = r.string(port.get("name"), f"{path}.name", "")
-        if name and (len(name) > 63 or not _DNS1123_LABEL.match(name)):
-            r.fail(f"{path}.name: {name!r} is not a valid DNS-1123 label")
+        if name and not _is_dns_label(name):
+            # It becomes the _port label of SRV names.
+            r.fail(f"{path}.name: {quote(name)} is not a valid DNS-1123 label")
         ports.append(
             EndpointPort(
                 name=sys.intern(name),
@@ -621,7 +699,7 @@ def pod_from_api(obj: Any, default_namespace: str | None = None) -> Pod:
         if not ips:
             ips = [pod_ip]
         elif ips[0] != pod_ip:
-            r.fail(f"status.podIP {pod_ip!r} does not match status.podIPs[0] {ips[0]!r}")
+            r.fail(f"status.podIP {quote(pod_ip)} does not match status.podIPs[0] {quote(ips[0])}")
     return Pod(
         namespace=r.namespace,
         name=r.name,
@@ -635,8 +713,8 @@ def pod_from_api(obj: Any, default_namespace: str | None = None) -> Pod:
 def namespace_from_api(obj: Any, default_namespace: str | None = None) -> Namespace:
     """Convert a v1 Namespace (a cluster-scoped object)."""
     r = _Reader("Namespace", obj, None)
-    if len(r.name) > 63 or not _DNS1123_LABEL.match(r.name):
-        r.fail(f"metadata.name: {r.name!r} is not a valid DNS-1123 label")
+    if not _is_dns_label(r.name):
+        r.fail(f"metadata.name: {quote(r.name)} is not a valid DNS-1123 label")
     metadata = r.mapping(obj.get("metadata"), "metadata")
     return Namespace(
         name=sys.intern(r.name), labels=r.labels(metadata.get("labels"), "metadata.labels")

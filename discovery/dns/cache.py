@@ -50,7 +50,7 @@ from ..plugin import BuildContext, PluginSpec
 from ..zones import longest_match, normalize_zone
 from .request import FastPathPolicy, Request
 
-__all__ = ["CacheConfig", "CachePlugin", "setup_cache", "classify", "effective_capacity"]
+__all__ = ["CacheConfig", "CachePlugin", "setup_cache", "classify", "typify", "effective_capacity"]
 
 log = logging.getLogger("wayfinder.cache")
 
@@ -300,8 +300,8 @@ def _signature_expired(message: dns.message.Message, now: float) -> bool:
     return False
 
 
-def classify(message: dns.message.Message, now: float) -> str:
-    """The kind of a response, for caching (CoreDNS's cacheResponseType).
+def typify(message: dns.message.Message, now: float) -> str:
+    """The type of a response, as CoreDNS's response.Typify.
 
     `now` is the wall-clock time, for RRSIG validity.
     """
@@ -317,10 +317,6 @@ def classify(message: dns.message.Message, now: float) -> str:
     rcode = message.rcode()
     if message.answer:
         if rcode == dns.rcode.NOERROR:
-            if _has_soa(message) and not _answers_question(message):
-                # A CNAME chain that ends without the asked type, with an SOA
-                # for the negative TTL: NODATA (RFC 2308 sections 1 and 2.2).
-                return NODATA
             return NOERROR
         if rcode == dns.rcode.NXDOMAIN:
             return OTHERERROR
@@ -336,6 +332,19 @@ def classify(message: dns.message.Message, now: float) -> str:
             return DELEGATION
         return NOERROR
     return OTHERERROR
+
+
+def classify(message: dns.message.Message, now: float) -> str:
+    """The kind of a response, for caching (CoreDNS's cacheResponseType): `typify`, except below.
+
+    `now` is the wall-clock time, for RRSIG validity.
+    """
+    kind = typify(message, now)
+    if kind == NOERROR and message.answer and _has_soa(message) and not _answers_question(message):
+        # A CNAME chain that ends without the asked type, with an SOA for
+        # the negative TTL: NODATA (RFC 2308 sections 1 and 2.2).
+        return NODATA
+    return kind
 
 
 def _has_soa(message: dns.message.Message) -> bool:
@@ -651,7 +660,9 @@ class CachePlugin:
             # Inside the prefetch window every query counts towards popularity.
             request.fastpath.forbid()
         else:
-            request.fastpath = self._reuse_policy(item)
+            # Merged, not replaced: what plugins before the cache said
+            # (an acl's guard, a bufsize limit) still holds.
+            request.fastpath.merge(self._reuse_policy(item))
         return response
 
     def _reuse_policy(self, item: _Item) -> FastPathPolicy:
@@ -713,7 +724,7 @@ class CachePlugin:
         if item is None:
             # Not kept: the answer is the next plugin's, TTLs capped, and
             # reusable as long as that plugin said.
-            request.fastpath = child.fastpath
+            request.fastpath.merge(child.fastpath)
         else:
             # The answer as fetched is the next plugin's (its flags, its
             # metrics label): the first hit, built by the cache, is the one

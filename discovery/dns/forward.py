@@ -1,6 +1,6 @@
 """The `forward` directive: proxy queries to upstream resolvers (CoreDNS's forward).
 
-Syntax (CoreDNS's; plain DNS upstreams only)::
+Syntax (CoreDNS's; plain DNS and DNS-over-TLS upstreams)::
 
     forward FROM TO... {
         except IGNORED_NAMES...
@@ -12,6 +12,8 @@ Syntax (CoreDNS's; plain DNS upstreams only)::
         read_timeout DURATION
         max_fails INTEGER
         max_connect_attempts INTEGER
+        tls [CERT KEY] [CA]
+        tls_servername NAME
         health_check DURATION [no_rec] [domain FQDN]
         policy random|round_robin|sequential
         max_concurrent MAX
@@ -21,12 +23,14 @@ Syntax (CoreDNS's; plain DNS upstreams only)::
     }
 
 TO is an IP address with an optional port (`1.2.3.4`, `1.2.3.4:5353`,
-`[::1]:53`, `dns://...`) or a resolv.conf-like file whose nameservers are
-read at setup. The query loop follows CoreDNS's Forward.ServeDNS: upstreams
-in policy order, down ones skipped (a random one used when all are down),
-the next one tried after a failed exchange, for at most 5 seconds and
-`max_connect_attempts` exchanges. When none answers, the query fails
-(`ForwardError`): the server answers SERVFAIL and `errors` logs the reason.
+`[::1]:53`, `dns://...`), a DNS-over-TLS upstream (`tls://1.2.3.4`, port 853
+by default, `tls://1.2.3.4%NAME:PORT` to name the server it must prove to
+be) or a resolv.conf-like file whose nameservers are read at setup. The
+query loop follows CoreDNS's Forward.ServeDNS: upstreams in policy order,
+down ones skipped (a random one used when all are down), the next one tried
+after a failed exchange, for at most 5 seconds and `max_connect_attempts`
+exchanges. When none answers, the query fails (`ForwardError`): the server
+answers SERVFAIL and `errors` logs the reason.
 """
 
 from __future__ import annotations
@@ -47,8 +51,18 @@ from twisted.internet import defer
 from ..corefile import Directive, parse_duration
 from ..plugin import BuildContext, PluginSpec
 from ..zones import in_zone, normalize_zone, zones_from_cidr
-from .request import Request
-from .upstream import HealthCheck, ProxyMetrics, Upstream, UpstreamAddress, UpstreamError
+from .request import PluginError, Request
+from .tls import TLSSettings, TLSSettingsError
+from .upstream import (
+    DNS,
+    TLS,
+    TLS_PORT,
+    HealthCheck,
+    ProxyMetrics,
+    Upstream,
+    UpstreamAddress,
+    UpstreamError,
+)
 
 __all__ = ["ForwardConfig", "ForwardPlugin", "ForwardError", "setup_forward", "read_resolv_conf", "MAX_UPSTREAMS"]
 
@@ -89,6 +103,8 @@ class ForwardConfig:
     failfast_all_unhealthy_upstreams: bool = False
     failover_rcodes: tuple[int, ...] = ()
     source_address: str | None = None
+    #: How the tls:// upstreams are verified (`tls`, `tls_servername`).
+    tls: TLSSettings = TLSSettings()
     # Where the directive stands, for messages; not part of what it means, so
     # a reload that only moves the line keeps the running instance.
     file: str = attrs.field(default="", eq=False)
@@ -106,9 +122,7 @@ class ForwardConfig:
 # --- setup ----------------------------------------------------------------------------
 
 _UNSUPPORTED_OPTIONS = {
-    "tls": "TLS upstreams are not supported (plain DNS only)",
-    "tls_servername": "TLS upstreams are not supported (plain DNS only)",
-    "doh_method": "DNS-over-HTTPS upstreams are not supported (plain DNS only)",
+    "doh_method": "DNS-over-HTTPS upstreams are not supported (plain DNS and tls:// only)",
     "resolver": "upstream host names are not supported (use IP addresses)",
     "next": "only one forward per server block is supported, so there is no next forward",
     "next_on_nodata": "only one forward per server block is supported, so there is no next forward",
@@ -130,16 +144,38 @@ def read_resolv_conf(path: str) -> list[UpstreamAddress]:
     return servers
 
 
+def _split_server_name(rest: str) -> tuple[str, str]:
+    """"IP%NAME[:PORT]" -> ("IP[:PORT]", "NAME") (CoreDNS's splitZone).
+
+    The text after the last '%' is the TLS server name; a port after it
+    belongs to the address.
+    """
+    head, sep, name = rest.rpartition("%")
+    if not sep:
+        return rest, ""
+    if head.startswith("["):
+        head += "]"
+    port = ""
+    if ":" in name:
+        name, port = name.rsplit(":", 1)
+        name = name.removesuffix("]")
+        port = ":" + port
+    return head + port, name
+
+
 def _parse_to(directive: Directive, text: str) -> list[UpstreamAddress]:
     """One TO argument -> upstream addresses (CoreDNS's parse.HostPortOrFile)."""
     scheme, sep, rest = text.partition("://")
     if not sep:
-        rest = text
-    elif scheme != "dns":
-        # tls://, https:// and the like: Wayfinder speaks plain DNS only.
+        scheme, rest = DNS, text
+    elif scheme not in (DNS, TLS):
+        # https://, quic:// and the like: Wayfinder speaks plain DNS and DNS over TLS.
         raise directive.error(f"forward: '{scheme}' is not supported as a destination protocol: {text}")
     if not rest:
         raise directive.error(f"forward: invalid address: {text!r}")
+    server_name = ""
+    if scheme == TLS:
+        rest, server_name = _split_server_name(rest)
     host, port_text = rest, ""
     if rest.startswith("["):
         host, _, after = rest[1:].partition("]")
@@ -155,12 +191,12 @@ def _parse_to(directive: Directive, text: str) -> list[UpstreamAddress]:
         if sep or port_text:
             raise directive.error(f"forward: not an IP address or file: {text!r}") from None
         return _read_file(directive, text)
-    port = 53
+    port = TLS_PORT if scheme == TLS else 53
     if port_text:
         if not port_text.isdigit() or not 0 < int(port_text) <= 65535:
             raise directive.error(f"forward: invalid port {port_text!r} in {text!r}")
         port = int(port_text)
-    return [UpstreamAddress(address, port)]
+    return [UpstreamAddress(address, port, scheme, server_name)]
 
 
 def _read_file(directive: Directive, path: str) -> list[UpstreamAddress]:
@@ -202,6 +238,16 @@ def _rcodes(option: Directive) -> tuple[int, ...]:
     return tuple(codes)
 
 
+def _tls_files(option: Directive | None) -> tuple[str | None, str | None, str | None]:
+    """`tls` arguments -> (CERT, KEY, CA), as CoreDNS's NewTLSConfigFromArgs:
+    one argument is the CA, two the client's certificate and key."""
+    args = option.args if option is not None else ()
+    if len(args) == 1:
+        return None, None, args[0]
+    cert, key, ca = (*args, None, None, None)[:3]
+    return cert, key, ca
+
+
 def setup_forward(directive: Directive, ctx) -> ForwardConfig:
     """Parse a `forward` directive. Raises CorefileError naming file:line."""
     directive.expect_args(2, usage="forward FROM TO...")
@@ -211,6 +257,7 @@ def setup_forward(directive: Directive, ctx) -> ForwardConfig:
     except ValueError:
         raise directive.error(f"forward: unable to normalize '{origin}'") from None
     options: dict = {}
+    tls_option: Directive | None = None
     health: dict = {}
     for option in directive.block:
         name = option.name
@@ -258,6 +305,12 @@ def setup_forward(directive: Directive, ctx) -> ForwardConfig:
             if dns.rcode.NOERROR in codes:
                 raise option.error("forward: NoError cannot be used in failover")
             options["failover_rcodes"] = options.get("failover_rcodes", ()) + codes
+        elif name == "tls":
+            option.expect_args(0, 3, "tls [CERT KEY] [CA]")
+            option.expect_no_block()
+            tls_option = option
+        elif name == "tls_servername":
+            options["tls_servername"] = _one(option, "tls_servername NAME")
         elif name == "source_address":
             text = _one(option, "source_address IP")
             try:
@@ -277,6 +330,17 @@ def setup_forward(directive: Directive, ctx) -> ForwardConfig:
                 upstreams.append(address)
     if not upstreams:
         raise directive.error("forward: no valid upstream addresses found")
+    server_name = options.pop("tls_servername", "")
+    for address in upstreams:
+        if address.server_name and server_name:
+            raise directive.error(
+                f"forward: both forward ('{server_name}') and proxy level ('{address.server_name}') TLS "
+                f"servernames are set for upstream proxy 'tls://{address.label}'"
+            )
+    try:
+        options["tls"] = TLSSettings.from_files(*_tls_files(tls_option), server_name=server_name)
+    except TLSSettingsError as e:
+        raise tls_option.error(f"forward: tls: {e}") from None
     health["tcp"] = options.get("force_tcp", False)
     return ForwardConfig(
         upstreams=tuple(upstreams),
@@ -386,7 +450,7 @@ class UpstreamLike(Protocol):
     def stop(self) -> None: ...
 
 
-class ForwardError(Exception):
+class ForwardError(PluginError):
     """No upstream answered. The server answers SERVFAIL and `errors` logs the
     reason, as CoreDNS logs "2 NAME TYPE: read udp ...: i/o timeout"."""
 
@@ -423,6 +487,7 @@ class ForwardPlugin:
                     max_age=config.max_age,
                     max_idle=config.max_idle_conns,
                     source=config.source_address,
+                    tls=config.tls,
                 )
                 for address in config.upstreams
             ]

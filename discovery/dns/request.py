@@ -29,6 +29,7 @@ __all__ = [
     "Next",
     "Result",
     "ANY_CHANGE",
+    "PluginError",
 ]
 
 Result = Union[dns.message.Message, Deferred]
@@ -36,6 +37,14 @@ Next = Callable[["Request"], Result]
 
 #: A dependency on every change of a store (a token is (store key, what)).
 ANY_CHANGE = "*"
+
+
+class PluginError(Exception):
+    """A query a plugin fails on purpose (CoreDNS's ``return rcode, err``).
+
+    The server answers SERVFAIL and `errors` logs it; unlike any other
+    exception it is not a bug, so it does not count in coredns_panics_total.
+    """
 
 
 @attrs.define(slots=True)
@@ -59,6 +68,17 @@ class FastPathPolicy:
     #: of them), so that plugins' own counters (cache hits) still count the
     #: queries the server answers for them: a Counter's ``inc`` fits.
     on_reuse: tuple[Callable[[int], None], ...] = ()
+    #: The largest UDP answer this may be reused for (`bufsize`); a larger
+    #: rendering is reused over TCP only.
+    max_udp_size: int = 65535
+    #: The RD bit of the answer when it does not follow the client's (a
+    #: `header` rule fixes it); None: the client's, written in on each reuse.
+    rd: int | None = None
+    #: Checks that must all pass before the answer is reused for a query:
+    #: (query wire, offset past its question, client host) -> bool. For
+    #: answers that hold for some clients or queries only (`acl`, `nsid`);
+    #: an answer without any costs nothing extra on reuse.
+    guards: tuple[Callable[[bytes, int, str], bool], ...] = ()
 
     def forbid(self) -> None:
         """This answer must be computed afresh for every query."""
@@ -69,6 +89,28 @@ class FastPathPolicy:
 
     def expire_at(self, when: float) -> None:
         self.expires = min(self.expires, when)
+
+    def limit_udp(self, size: int) -> None:
+        self.max_udp_size = min(self.max_udp_size, size)
+
+    def guard(self, check: Callable[[bytes, int, str], bool]) -> None:
+        self.guards = self.guards + (check,)
+
+    def count_reuse(self, report: Callable[[int], None]) -> None:
+        self.on_reuse = self.on_reuse + (report,)
+
+    def merge(self, other: "FastPathPolicy") -> None:
+        """Add what a later plugin said (a cache hit, the answer it fetched) to this policy."""
+        self.reusable = self.reusable and other.reusable
+        self.dependencies |= other.dependencies
+        self.expires = min(self.expires, other.expires)
+        if other.countdown_from is not None:
+            self.countdown_from = other.countdown_from
+        self.on_reuse = self.on_reuse + other.on_reuse
+        self.max_udp_size = min(self.max_udp_size, other.max_udp_size)
+        if other.rd is not None:
+            self.rd = other.rd
+        self.guards = self.guards + other.guards
 
 
 @attrs.define(slots=True, eq=False)

@@ -1,12 +1,14 @@
 """The DNS wire edge: UDP and TCP listeners, the table of rendered answers, the error ladder.
 
 Per query, the hot path reads the header and the question straight from the
-packet, without building a message object, and looks the lower-cased
-question (plus the client's EDNS state) up in a table of answers rendered
-earlier. A hit copies the rendered bytes, writes the client's ID, RD and CD
-bits, and the client's own question bytes (same length, same offsets), so
-every name compressed against the question carries the client's 0x20 case.
-Tuned against dnsperf on 10,000 Services: see tests/bench/bench_dns.py.
+packet, without building a message object, and looks the question exactly
+as written (plus the client's EDNS state) up in a table of answers rendered
+earlier. A hit copies the rendered bytes and writes the client's ID, RD and
+CD bits. The key keeps the question's case because the answers do, byte for
+byte as CoreDNS writes them (compress.py): CoreDNS sends answers that fit
+uncompressed, so owner names spell out the client's 0x20 case rather than
+pointing to the question. Tuned against dnsperf on 10,000 Services: see
+tests/bench/bench_dns.py.
 
 A miss in the cluster zone takes the fast route when the block's chain
 allows (`fast_miss`): the kubernetes plugin's answer, from the pure zone
@@ -16,15 +18,17 @@ tests/bench/bench_server.py. Answers for the names that exist are rendered
 that way ahead of the first question (`prepare`).
 
 Anything else takes the full path (dnspython): parse, dispatch to the server
-block whose zone is the longest match, run its plugin chain, render (with
-truncation to what the client accepts), and store the rendering when the
-plugins allow it (`FastPathPolicy`). Rendered answers are dropped when the
-Store changes what they depend on, when they expire, or when the table
-(`discovery.dns.table`, bounded in bytes) needs room.
+block whose zone is the longest match, run its plugin chain, render as
+CoreDNS does (compress.render: truncation to what the client accepts, and
+UDP answers never larger than `max_udp_size`, 1232 bytes by default, the
+DNS flag day 2020 value), and store the rendering when the plugins allow it
+(`FastPathPolicy`). Rendered answers are dropped when the Store changes what
+they depend on, when they expire, or when the table (`discovery.dns.table`,
+bounded in bytes) needs room.
 
 The error ladder, in one place: an unreadable header or a response packet
-is dropped; a packet that does not parse, or that does not hold exactly one
-question, gets FORMERR; an opcode other than QUERY gets NOTIMP; an EDNS
+is dropped; a packet that does not parse, that carries a malformed EDNS
+option (edns.py), or that does not hold exactly one question, gets FORMERR; an opcode other than QUERY gets NOTIMP; an EDNS
 version other than 0 gets BADVERS; a bug while answering gets SERVFAIL and
 one log line naming the query.
 """
@@ -49,26 +53,32 @@ from twisted.internet import defer, protocol, task
 from twisted.internet.defer import Deferred
 from twisted.python.failure import Failure
 
+from ..ops.connections import ConnectionGuard
 from ..ops.metrics import DNSMetrics
 from ..zones import longest_match
+from .compress import Rendered, render, udp_sizes_served
+from .edns import COOKIE_ALONE, has_malformed_options, options_end
 from .loadbalance import rotations
-from .request import FastPathPolicy, Request
+from .request import FastPathPolicy, PluginError, Request
+from .tcp import TCPFactory
+from .timeouts import TimeoutsConfig
 from .table import DEFAULT_LIMIT, AnswerTable
 from .wire import OPT_RECORDS as _OPT_RECORDS
 from .wire import render_answer
 
-__all__ = ["BlockRuntime", "DNSServer", "AnswerTable", "render"]
+__all__ = ["BlockRuntime", "DNSServer", "AnswerTable", "render", "MAX_UDP_SIZE"]
 
 log = logging.getLogger("wayfinder.dns")
 
 #: Internal lookups (CNAME chasing) nest at most this deep.
 MAX_LOOKUP_DEPTH = 8
-#: TCP connections idle this long are closed (CoreDNS's `timeouts` default idle).
-TCP_IDLE_TIMEOUT = 10.0
 #: Ports tried for port 0 before giving up (a free UDP port may be taken for TCP).
 _PORT_0_ATTEMPTS = 20
 #: Seconds between reports of reused answers to their plugins' counters.
 REUSE_REPORT_INTERVAL = 1.0
+#: UDP answers are never larger than this, whatever the client advertises:
+#: the DNS flag day 2020 value knotd and BIND use; `bufsize` sets another.
+MAX_UDP_SIZE = 1232
 #: Longest run of answer preparation between two looks at the sockets.
 PREPARE_SLICE = 0.005
 #: The UDP receive buffer asked for: 4 MiB.
@@ -96,6 +106,9 @@ class BlockRuntime:
     #: Rotate A/AAAA records between answers (`loadbalance`).
     loadbalance: bool = False
     metrics: DNSMetrics | None = None
+    #: The largest UDP answer, whatever the client offers: 1232 (DNS flag
+    #: day 2020) unless the block's `bufsize` says otherwise.
+    max_udp_size: int = MAX_UDP_SIZE
 
     def fast_plugin(self, name: str) -> tuple[object, list] | None:
         """The plugin that may answer name on the fast route, and the plugins in front of it.
@@ -136,14 +149,21 @@ class BlockRuntime:
 _PREFIXES: dict[tuple[int, bytes], tuple[bytes, ...]] = {}
 
 
-def _prefixes(wire: bytes) -> tuple[bytes, ...]:
+def _prefixes(wire: bytes, rd: int | None = None) -> tuple[bytes, ...]:
+    """rd: the answer's own RD bit when it does not follow the client's (FastPathPolicy.rd)."""
     flags = struct.unpack_from("!H", wire, 2)[0] & ~(dns.flags.RD | dns.flags.CD)
-    key = (flags, wire[4:12])
+    key = (flags, wire[4:12], rd)
     prefixes = _PREFIXES.get(key)
     if prefixes is None:
         # Indexed by (client RD) | (client CD) << 1.
         prefixes = _PREFIXES[key] = tuple(
-            struct.pack("!H", flags | (dns.flags.RD if i & 1 else 0) | (dns.flags.CD if i & 2 else 0)) + wire[4:12]
+            struct.pack(
+                "!H",
+                flags
+                | (dns.flags.RD if (i & 1 if rd is None else rd) else 0)
+                | (dns.flags.CD if i & 2 else 0),
+            )
+            + wire[4:12]
             for i in range(4)
         )
     return prefixes
@@ -174,8 +194,8 @@ class _Entry:
     """A rendered answer: everything but the client's ID, RD/CD bits and question."""
 
     __slots__ = (
-        "prefixes", "tails", "turn", "size", "expires", "block", "zone", "rcode", "plugin",
-        "meter_key", "meter", "countdown", "on_reuse", "reuses",
+        "prefixes", "tails", "turn", "size", "udp_min", "udp_max", "tcp", "expires", "block", "zone",
+        "rcode", "plugin", "meter_key", "meter", "countdown", "on_reuse", "reuses", "guard",
         # Kept by the table: CLOCK bit, clock slot, dependencies, bytes charged.
         "referenced", "slot", "tokens", "cost",
         # Rendered by the fast route (`DNSServer.fast_miss`): re-rendered at
@@ -185,13 +205,27 @@ class _Entry:
         "serial",
     )
 
-    def __init__(self, wire: bytes, variants: list[bytes], qend: int, policy: FastPathPolicy, now: float, block, zone, rcode, plugin):
-        self.prefixes = _prefixes(wire)
+    def __init__(self, rendered, variants: list[bytes], qend: int, policy: FastPathPolicy, now: float, block, zone, rcode, plugin):
+        wire = rendered.wire
+        self.prefixes = _prefixes(wire, policy.rd)
         #: What follows the question: one bytes object, or a tuple of the
         #: loadbalance rotations handed out in turn.
         self.tails = wire[qend:] if len(variants) == 1 else tuple(variant[qend:] for variant in variants)
         self.turn = 0
         self.size = len(wire)
+        #: The clients these bytes are CoreDNS's answer for: a UDP size in
+        #: [udp_min, udp_max], or TCP (compress.udp_sizes_served).
+        self.udp_min, self.udp_max = udp_sizes_served(rendered)
+        cap = policy.max_udp_size
+        if self.size > cap:
+            # `bufsize` cuts every UDP client below these bytes: TCP only.
+            self.udp_min, self.udp_max = 1, 0
+        elif cap <= self.udp_max:
+            # Any larger size a client offers is cut to the cap, served here.
+            self.udp_max = 65535
+        self.tcp = rendered.plain_size == len(wire)
+        #: None, or (query, qend, client host) -> may this answer be reused for it.
+        self.guard = _all_of(policy.guards)
         self.expires = policy.expires
         self.block = block
         self.zone = zone
@@ -220,6 +254,14 @@ class _Entry:
             return tails
         self.turn = turn = (self.turn + 1) % len(tails)
         return tails[turn]
+
+
+def _all_of(guards: tuple) -> Callable[[bytes, int, str], bool] | None:
+    if not guards:
+        return None
+    if len(guards) == 1:
+        return guards[0]
+    return lambda data, qend, host: all(guard(data, qend, host) for guard in guards)
 
 
 class _Countdown:
@@ -275,22 +317,13 @@ class _Serial:
         self.rendered = serial
 
 
-def render(response: dns.message.Message, max_size: int) -> tuple[bytes, bool]:
-    """Wire format within max_size; returns (wire, truncated).
-
-    Truncation drops whole RRsets from the end and sets TC when an answer or
-    authority RRset did not fit (RFC 2181 section 9); the OPT record is kept.
-    Additional records that did not fit are dropped without TC, but the
-    answer counts as truncated all the same: it must not be reused for a
-    client that takes more.
-    """
-    # want_shuffle=False: dnspython shuffles RRsets by default; CoreDNS keeps
-    # their order (loadbalance rotates them on purpose).
-    wire = response.to_wire(max_size=max_size, prefer_truncation=True, want_shuffle=False)
-    if wire[2] & 0x02:
-        return wire, True
-    additional = sum(len(rrset) for rrset in response.additional) + (response.opt is not None)
-    return wire, (wire[10] << 8 | wire[11]) < additional
+def _spelled_out(wire: bytes, qend: int, now: float, block: BlockRuntime, zone: str, rcode: int, plugin: str) -> _Entry:
+    """An entry for a fast-route rendering: every name spelled out, as CoreDNS sends what fits."""
+    policy = FastPathPolicy()
+    policy.limit_udp(block.max_udp_size)
+    entry = _Entry(Rendered(wire, False, len(wire)), [wire], qend, policy, now, block, zone, rcode, plugin)
+    entry.prepared = True
+    return entry
 
 
 class _Deadline:
@@ -305,11 +338,11 @@ class _Deadline:
 
 
 def _table_key(data: bytes, qend: int, edns_state: int) -> bytes:
-    """The table's key for a query: its lower-cased name, its type and class,
-    then one byte of client state that changes the answer: EDNS (1), DO (2)
-    and CD (4: the cache keys on it)."""
-    name_end = qend - 5
-    return data[12:name_end].lower() + data[name_end:qend] + _STATE_BYTES[edns_state | (data[3] & 0x10) >> 2]
+    """The table's key for a query: its question as written (name, type,
+    class), then one byte of client state that changes the answer: EDNS (1),
+    DO (2) and CD (4: the cache keys on it). The name keeps its case: the
+    rendered answer spells it out (see the module docstring)."""
+    return data[12:qend] + _STATE_BYTES[edns_state | (data[3] & 0x10) >> 2]
 
 
 #: Bytes a label may hold for the fast route: what needs no escaping in
@@ -318,13 +351,13 @@ _PLAIN_LABEL_BYTES = b"abcdefghijklmnopqrstuvwxyz0123456789-_*"
 
 
 def _labels(key: bytes, name_length: int) -> list[bytes] | None:
-    """The lower-cased labels at the front of a table key, or None if one needs escaping."""
+    """The labels at the front of a table key, as written; None if one needs escaping."""
     labels = []
     i = 0
     while i < name_length:
         length = key[i]
         label = key[i + 1 : i + 1 + length]
-        if label.translate(None, _PLAIN_LABEL_BYTES):
+        if label.lower().translate(None, _PLAIN_LABEL_BYTES):
             return None
         labels.append(label)
         i += 1 + length
@@ -381,10 +414,20 @@ def _client_host(host: str) -> str:
 class DNSServer:
     """The listeners of one address:port and the server blocks behind them."""
 
-    def __init__(self, reactor, blocks: list[BlockRuntime], *, port: int, addresses: tuple[str, ...] = (), table_limit: int = DEFAULT_LIMIT):
+    def __init__(
+        self, reactor, blocks: list[BlockRuntime], *, port: int, addresses: tuple[str, ...] = (),
+        table_limit: int = DEFAULT_LIMIT, metrics: DNSMetrics | None = None,
+        tcp_timeouts: TimeoutsConfig = TimeoutsConfig(), guard: ConnectionGuard | None = None,
+    ):
         self.reactor = reactor
+        #: Where coredns_panics_total is counted: every server, whether or
+        #: not its blocks have `prometheus`, as CoreDNS counts them.
+        self.metrics = metrics
         self.port = port
         self.addresses = addresses
+        #: The `timeouts` directive's settings for TCP clients; a reload may change them.
+        self.tcp_timeouts = tcp_timeouts
+        self.guard = guard if guard is not None else ConnectionGuard()
         self.table = AnswerTable(table_limit)
         self._listening: list = []
         self._tcp_connections: set = set()
@@ -410,6 +453,9 @@ class DNSServer:
         self.blocks = list(blocks)
         self._zone_block = {zone: block for block in self.blocks for zone in block.zones}
         self._zones = tuple(self._zone_block)
+        # The hit path clamps a client's size before it knows the block: to
+        # the largest cap, each entry then says what its own block's cap serves.
+        self.max_udp_size = max((block.max_udp_size for block in self.blocks), default=MAX_UDP_SIZE)
         self.table.clear()
 
     def invalidate(self, tokens: Iterable[Hashable]) -> int:
@@ -522,12 +568,18 @@ class DNSServer:
                     self.reactor.adoptDatagramPort(udp.fileno(), family, _UDPProtocol(self))
                 )
                 self._listening.append(
-                    self.reactor.adoptStreamPort(tcp.fileno(), family, _TCPFactory(self))
+                    self.reactor.adoptStreamPort(tcp.fileno(), family, TCPFactory(self, self.guard))
                 )
             finally:
                 # The reactor holds duplicates of the descriptors now.
                 udp.close()
                 tcp.close()
+
+    @property
+    def label(self) -> str:
+        """The server's name in metrics, as CoreDNS's: dns://HOST:PORT, HOST empty for every address."""
+        host = self.addresses[0] if len(self.addresses) == 1 else ""
+        return f"dns://{host}:{self.port}"
 
     @staticmethod
     def _default_addresses() -> tuple[str, ...]:
@@ -562,11 +614,12 @@ class DNSServer:
 
     # -- the hot path -----------------------------------------------------------
 
-    def fast_answer(self, data: bytes, max_size_udp: bool, now: float) -> tuple[bytes, _Entry, int, bool] | None:
+    def fast_answer(self, data: bytes, max_size_udp: bool, now: float, client: str = "") -> tuple[bytes, _Entry, int, bool] | None:
         """The rendered answer for a plain query, or None to take the full path.
 
         Returns (wire, entry, qend, dnssec_ok). max_size_udp: apply the
         client's UDP limit (512, or its EDNS size); TCP takes anything.
+        client: the client's host, for answers that hold for some clients only.
         """
         n = len(data)
         # Header: QR=0, opcode QUERY, qdcount 1, ancount 0, nscount 0.
@@ -584,16 +637,24 @@ class DNSServer:
             dnssec_ok = False
         elif arcount == 1:
             # One OPT RR: root name, type 41, class = UDP size, TTL = ext-rcode,
-            # version, flags; then the options, which change nothing here.
+            # version, flags; then the options, which change nothing here but
+            # must be well-formed (a malformed one is FORMERR on the full path).
             if n < qend + 11 or data[qend] != 0 or data[qend + 1] != 0 or data[qend + 2] != _OPT:
                 return None
-            if data[qend + 6] != 0 or n != qend + 11 + (data[qend + 9] << 8 | data[qend + 10]):
+            rdlength = data[qend + 9] << 8 | data[qend + 10]
+            if data[qend + 6] != 0 or n != qend + 11 + rdlength:
+                return None
+            # A lone COOKIE (what dig sends) in one lookup, inline: 0.5 us saved
+            # per query against the call and loop of options_end.
+            if rdlength and COOKIE_ALONE.get(data[qend + 11 : qend + 15]) != rdlength and options_end(data, qend + 11, rdlength) < 0:
                 return None
             dnssec_ok = bool(data[qend + 7] & 0x80)
             state = 3 if dnssec_ok else 1
             limit = data[qend + 3] << 8 | data[qend + 4]
             if limit < 512:
                 limit = 512
+            elif limit > self.max_udp_size:
+                limit = self.max_udp_size
         else:
             return None
         key = _table_key(data, qend, state)
@@ -604,7 +665,12 @@ class DNSServer:
                 return None
         else:
             entry.referenced = True
-        if max_size_udp and entry.size > limit:
+        if max_size_udp:
+            if not entry.udp_min <= limit <= entry.udp_max:
+                return None
+        elif not entry.tcp:
+            return None
+        if entry.guard is not None and not entry.guard(data, qend, client):
             return None
         wire = (
             data[:2]
@@ -637,7 +703,7 @@ class DNSServer:
         labels = _labels(key, qend - 17)
         if labels is None:
             return None
-        name = b".".join(labels).decode() + "." if labels else "."
+        name = b".".join(labels).decode().lower() + "." if labels else "."
         zone = longest_match(self._zones, name)
         if zone is None:
             return None
@@ -664,8 +730,7 @@ class DNSServer:
         if rendered is None:
             return None
         wire, serials = rendered
-        entry = _Entry(wire, [wire], qend, FastPathPolicy(), now, block, zone, answer.rcode, plugin.name)
-        entry.prepared = True
+        entry = _spelled_out(wire, qend, now, block, zone, answer.rcode, plugin.name)
         if serials:
             # The SOA serial is the Store's modification time: patched when
             # the entry is next used rather than dropping every negative
@@ -690,8 +755,7 @@ class DNSServer:
         head = plain.prefixes[0]
         arcount = (head[8] << 8 | head[9]) + 1
         wire = b"\x00\x00" + head[:8] + arcount.to_bytes(2, "big") + key[: qend - 12] + plain.tails + _OPT_RECORDS[state >> 1 & 1]
-        entry = _Entry(wire, [wire], qend, FastPathPolicy(), now, plain.block, plain.zone, plain.rcode, plain.plugin)
-        entry.prepared = True
+        entry = _spelled_out(wire, qend, now, plain.block, plain.zone, plain.rcode, plain.plugin)
         if plain.serial is not None:
             entry.serial = _Serial(plain.serial.store, plain.serial.offsets, plain.serial.rendered)
         if keep or self.table.admit(key):
@@ -711,6 +775,8 @@ class DNSServer:
             send(_header_reply(data, dns.rcode.NOTIMP))
             return
         try:
+            if has_malformed_options(data):
+                raise dns.exception.FormError("malformed EDNS option")
             query = dns.message.from_wire(data, ignore_trailing=False)
         except Exception:
             qend = _question_end(data)
@@ -732,7 +798,7 @@ class DNSServer:
             proto=proto,
             client=(_client_host(host), port),
             edns=query.edns == 0,
-            max_size=65535 if proto == "tcp" else (max(512, query.payload) if query.edns >= 0 else 512),
+            max_size=65535 if proto == "tcp" else (min(max(512, query.payload), self.max_udp_size) if query.edns >= 0 else 512),
             dnssec_ok=query.edns >= 0 and bool(query.ednsflags & dns.flags.DO),
         )
         if query.edns > 0:
@@ -751,6 +817,9 @@ class DNSServer:
         block = self._zone_block[zone]
         request.zone = zone
         request.server = block.server
+        if proto == "udp" and request.max_size > block.max_udp_size:
+            request.max_size = block.max_udp_size
+        request.fastpath.limit_udp(block.max_udp_size)
         request.lookup = lambda name, rdtype: self._lookup(block, request, name, rdtype)
         result = self._run(block, request)
         if isinstance(result, Deferred):
@@ -769,6 +838,9 @@ class DNSServer:
         return result
 
     def _servfail(self, block: BlockRuntime, request: Request, failure: Failure) -> dns.message.Message:
+        if self.metrics is not None and not failure.check(PluginError):
+            # CoreDNS's vars.Panic: a bug, not a plugin's deliberate failure.
+            self.metrics.panics += 1
         if block.error_log is not None:
             block.error_log(request, failure)
         else:
@@ -784,15 +856,24 @@ class DNSServer:
         request.fastpath.forbid()
         return response
 
-    def _respond(self, response: dns.message.Message, block: BlockRuntime, request: Request, data: bytes, send, started: float) -> None:
+    def _respond(self, response: dns.message.Message | None, block: BlockRuntime, request: Request, data: bytes, send, started: float) -> None:
+        if response is None:
+            # A plugin dropped the query (acl's drop): no reply at all. As
+            # in CoreDNS, metrics and log still count it: NOERROR, size 0.
+            self._report(block, request, data, b"", dns.rcode.NOERROR, started)
+            return
         variants = rotations(response) if block.loadbalance else None
         if variants:
             response = variants[0]
-        wire, truncated = render(response, request.max_size)
+        rendered = render(response, request.max_size, udp=request.proto == "udp", ipv6=_family_of(request.client[0]) == "2")
+        wire = rendered.wire
         send(wire)
         rcode = response.rcode()
-        if not truncated:
-            self._remember(block, request, data, wire, response, variants, rcode)
+        if not rendered.truncated:
+            self._remember(block, request, data, rendered, variants, rcode)
+        self._report(block, request, data, wire, rcode, started)
+
+    def _report(self, block: BlockRuntime, request: Request, data: bytes, wire: bytes, rcode: int, started: float) -> None:
         duration = self.reactor.seconds() - started
         if block.metrics is not None:
             block.metrics.meter(
@@ -802,20 +883,21 @@ class DNSServer:
         if block.query_log is not None:
             block.query_log(request.client[0], request.client[1], request.proto, data, wire, rcode, duration)
 
-    def _remember(self, block, request: Request, data: bytes, wire: bytes, response, variants, rcode: int) -> None:
+    def _remember(self, block, request: Request, data: bytes, rendered, variants, rcode: int) -> None:
         policy: FastPathPolicy = request.fastpath
         if not policy.reusable or request.depth:
             return
         qend = _question_end(data)
-        # The rendered question must sit where the client's does, for hits to
-        # write theirs over it.
-        if qend < 0 or wire[12:qend].lower() != data[12:qend].lower():
+        wire = rendered.wire
+        # The rendered question must be the client's, where the client's is.
+        if qend < 0 or wire[12:qend] != data[12:qend]:
             return
-        rendered = [wire] + [v.to_wire(max_size=65535, want_shuffle=False) for v in (variants or [])[1:]]
-        if any(len(r) != len(wire) for r in rendered):
-            rendered = [wire]
+        udp, ipv6 = request.proto == "udp", _family_of(request.client[0]) == "2"
+        variants_wire = [wire] + [render(v, request.max_size, udp=udp, ipv6=ipv6).wire for v in (variants or [])[1:]]
+        if any(len(r) != len(wire) for r in variants_wire):
+            variants_wire = [wire]
         key = _table_key(data, qend, (1 if request.edns else 0) | (2 if request.dnssec_ok else 0))
-        entry = _Entry(wire, rendered, qend, policy, self.reactor.seconds(), block, request.zone, rcode, request.plugin)
+        entry = _Entry(rendered, variants_wire, qend, policy, self.reactor.seconds(), block, request.zone, rcode, request.plugin)
         self.table.put(key, entry, policy.dependencies)
 
     def record_fast(self, entry: _Entry, proto: str, client: tuple, query: bytes, wire: bytes, qend: int, dnssec_ok: bool, started: float) -> None:
@@ -847,7 +929,7 @@ class DNSServer:
 
     def _lookup(self, block: BlockRuntime, parent: Request, name: dns.name.Name, rdtype: int) -> Deferred:
         if parent.depth >= MAX_LOOKUP_DEPTH:
-            return defer.fail(RuntimeError(f"lookup of {name} nests deeper than {MAX_LOOKUP_DEPTH}"))
+            return defer.fail(PluginError(f"lookup of {name} nests deeper than {MAX_LOOKUP_DEPTH}"))
         query = dns.message.make_query(name, rdtype)
         zone = longest_match(self._zones, name.to_text().lower())
         target = self._zone_block.get(zone, block) if zone is not None else block
@@ -857,7 +939,13 @@ class DNSServer:
             max_size=65535, depth=parent.depth + 1,
         )
         request.lookup = lambda n, t: self._lookup(target, request, n, t)
-        return defer.maybeDeferred(self._run, target, request)
+        return defer.maybeDeferred(self._run, target, request).addCallback(_not_dropped, name)
+
+
+def _not_dropped(response: dns.message.Message | None, name: dns.name.Name) -> dns.message.Message:
+    if response is None:
+        raise RuntimeError(f"lookup of {name} was dropped")
+    return response
 
 
 def _log_unhandled(failure: Failure) -> None:
@@ -887,73 +975,10 @@ class _UDPProtocol(protocol.DatagramProtocol):
     def datagramReceived(self, data: bytes, addr) -> None:
         server = self.server
         started = server.reactor.seconds()
-        hit = server.fast_answer(data, True, started)
+        hit = server.fast_answer(data, True, started, addr[0])
         if hit is not None:
             wire, entry, qend, dnssec_ok = hit
             self.send(wire, addr)
             server.record_fast(entry, "udp", addr, data, wire, qend, dnssec_ok, started)
             return
         server.answer(data, addr, "udp", lambda wire: self.send(wire, addr))
-
-
-class _TCPProtocol(protocol.Protocol):
-    """Length-prefixed messages (RFC 1035 4.2.2), several per connection."""
-
-    def __init__(self, server: DNSServer):
-        self.server = server
-        self.buffer = b""
-        self.idle = None
-
-    def connectionMade(self) -> None:
-        self.server._tcp_connections.add(self)
-        self.peer = self.transport.getPeer()
-        self._touch()
-
-    def connectionLost(self, reason=None) -> None:
-        self.server._tcp_connections.discard(self)
-        if self.idle is not None and self.idle.active():
-            self.idle.cancel()
-        self.idle = None
-
-    def _touch(self) -> None:
-        if self.idle is not None and self.idle.active():
-            self.idle.reset(TCP_IDLE_TIMEOUT)
-        else:
-            self.idle = self.server.reactor.callLater(TCP_IDLE_TIMEOUT, self.transport.loseConnection)
-
-    def dataReceived(self, data: bytes) -> None:
-        buffer = self.buffer + data if self.buffer else data
-        self._touch()
-        # Frames are read by offset and the rest kept once, so that a segment
-        # carrying many pipelined queries costs linear time.
-        offset, size = 0, len(buffer)
-        while size - offset >= 2:
-            end = offset + 2 + (buffer[offset] << 8 | buffer[offset + 1])
-            if end > size:
-                break
-            self._answer(buffer[offset + 2 : end])
-            offset = end
-        self.buffer = buffer[offset:]
-
-    def _send(self, wire: bytes) -> None:
-        if self.transport is not None and self.transport.connected:
-            self.transport.write(struct.pack("!H", len(wire)) + wire)
-
-    def _answer(self, message: bytes) -> None:
-        server = self.server
-        started = server.reactor.seconds()
-        hit = server.fast_answer(message, False, started)
-        if hit is not None:
-            wire, entry, qend, dnssec_ok = hit
-            self._send(wire)
-            server.record_fast(entry, "tcp", (self.peer.host, self.peer.port), message, wire, qend, dnssec_ok, started)
-            return
-        server.answer(message, (self.peer.host, self.peer.port), "tcp", self._send)
-
-
-class _TCPFactory(protocol.ServerFactory):
-    def __init__(self, server: DNSServer):
-        self.server = server
-
-    def buildProtocol(self, addr):
-        return _TCPProtocol(self.server)

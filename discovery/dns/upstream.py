@@ -1,15 +1,21 @@
 """Talking to upstream DNS servers: CoreDNS's plugin/pkg/proxy, on Twisted.
 
-An `Upstream` is one TO of a `forward` directive. It sends a query over UDP
-or TCP through a pool of reusable connections (`ConnectionPool`, CoreDNS's
-proxy.Transport), waits for the answer with the same ID for at most the read
-timeout, and keeps the health state that `forward` consults:
+An `Upstream` is one TO of a `forward` directive. It sends a query over UDP,
+TCP or DNS over TLS (RFC 7858: TCP framing inside TLS, every query of a TLS
+upstream whatever the client used) through a pool of reusable connections
+(`ConnectionPool`, CoreDNS's proxy.Transport), waits for the answer with the
+same ID for at most the read timeout, and keeps the health state that
+`forward` consults:
 
 - every failed exchange starts a health probe, unless one is running
   (CoreDNS's up.Probe): ``. IN NS`` (RD set unless ``no_rec``) every
   interval until one gets any reply, each failure counting one fail and
   ``coredns_proxy_healthcheck_failures_total``; a reply clears the fails;
 - the upstream is down while it has *more* fails than ``max_fails``.
+
+Health probes travel as the queries do: over TLS to a TLS upstream (each on
+a fresh connection, with the same certificate checks), so that an upstream
+whose certificate no longer verifies is down.
 
 Nothing here blocks: a slow upstream only holds its own Deferreds.
 """
@@ -29,8 +35,11 @@ import dns.message
 import dns.rcode
 import dns.rdataclass
 import dns.rdatatype
-from twisted.internet import defer, error, protocol, task
-from twisted.internet.endpoints import TCP4ClientEndpoint, TCP6ClientEndpoint, connectProtocol
+from twisted.internet import defer, error, interfaces, protocol, task
+from twisted.internet.endpoints import TCP4ClientEndpoint, TCP6ClientEndpoint, connectProtocol, wrapClientTLS
+from zope.interface import implementer
+
+from .tls import TLSSettings
 
 __all__ = [
     "UpstreamAddress",
@@ -55,6 +64,8 @@ MAX_DIAL_TIMEOUT = 30.0
 #: How often idle connections are swept (CoreDNS's connManager ticker).
 SWEEP_INTERVAL = 10.0
 _MAX_UDP = 65535
+#: The connection kinds a pool keeps apart, as CoreDNS labels them (`proto`).
+_PROTOS = ("udp", "tcp", "tcp-tls")
 
 
 class UpstreamError(Exception):
@@ -65,12 +76,21 @@ class ConnectionClosed(UpstreamError):
     """The upstream closed the TCP connection before answering."""
 
 
+#: The transports a TO may name: plain DNS, and DNS over TLS.
+DNS, TLS = "dns", "tls"
+#: RFC 7858's port for DNS over TLS (CoreDNS's transport.TLSPort).
+TLS_PORT = 853
+
+
 @attrs.frozen
 class UpstreamAddress:
-    """An upstream's IP address and port (the `to` label is `label`)."""
+    """An upstream's IP address, port and transport (the `to` label is `label`)."""
 
     host: str
     port: int = 53
+    transport: str = DNS
+    #: The TLS server name written with the address (``tls://IP%NAME``).
+    server_name: str = ""
 
     @property
     def ipv6(self) -> bool:
@@ -221,6 +241,28 @@ class _TCPChannel(_Channel, protocol.Protocol):
             self.transport.loseConnection()
 
 
+@implementer(interfaces.IHandshakeListener)
+class _TLSChannel(_TCPChannel):
+    """A TCP channel inside TLS: usable once the handshake (and so the
+    certificate check) has succeeded, which `handshake` reports."""
+
+    proto = "tcp-tls"
+
+    def __init__(self, reactor, now: float, on_lost: Callable[["_TCPChannel"], None]):
+        super().__init__(reactor, now, on_lost)
+        self.handshake = defer.Deferred()
+
+    def handshakeCompleted(self) -> None:
+        if not self.handshake.called:
+            self.handshake.callback(None)
+
+    def connectionLost(self, reason=None) -> None:
+        if not self.handshake.called:
+            message = reason.getErrorMessage() if reason is not None else "connection lost"
+            self.handshake.errback(UpstreamError(f"TLS handshake failed: {message}"))
+        super().connectionLost(reason)
+
+
 def _open_udp(reactor, address: UpstreamAddress, source: str | None, now: float) -> _UDPChannel:
     channel = _UDPChannel(reactor, now)
     interface = source or ("::" if address.ipv6 else "")
@@ -232,16 +274,44 @@ def _open_udp(reactor, address: UpstreamAddress, source: str | None, now: float)
     return channel
 
 
-def _open_tcp(reactor, address: UpstreamAddress, source: str | None, timeout: float, channel) -> defer.Deferred:
+def _open_tcp(reactor, address: UpstreamAddress, source: str | None, timeout: float, channel,
+              tls=None) -> defer.Deferred:
+    """Connect channel (a _TLSChannel when tls, the client options, is given);
+    fires once it can carry a query, within timeout, or with UpstreamError."""
     endpoint_type = TCP6ClientEndpoint if address.ipv6 else TCP4ClientEndpoint
     bind = (source, 0) if source else None
     endpoint = endpoint_type(reactor, address.host, address.port, timeout=timeout, bindAddress=bind)
+    if tls is not None:
+        endpoint = wrapClientTLS(tls, endpoint)
     d = connectProtocol(endpoint, channel)
 
     def failed(failure):
         raise UpstreamError(f"cannot connect to {address.label}: {failure.getErrorMessage()}")
 
-    return d.addErrback(failed)
+    d.addErrback(failed)
+    if tls is None:
+        return d
+    # The connect timeout covers the TCP handshake only; the TLS one gets the
+    # same time again, after which the connection is dropped.
+    timer = reactor.callLater(timeout, lambda: channel.transport and channel.transport.abortConnection())
+
+    def handshake(_):
+        return channel.handshake
+
+    def done(result):
+        if timer.active():
+            timer.cancel()
+        return result
+
+    def failed_handshake(failure):
+        failure.trap(UpstreamError)
+        raise UpstreamError(f"{address.label}: {failure.getErrorMessage()}")
+
+    return d.addCallback(handshake).addBoth(done).addErrback(failed_handshake)
+
+
+def _new_stream_channel(reactor, now: float, on_lost, tls) -> _TCPChannel:
+    return (_TLSChannel if tls is not None else _TCPChannel)(reactor, now, on_lost)
 
 
 # --- the pool -------------------------------------------------------------------------
@@ -266,6 +336,7 @@ class ConnectionPool:
         max_idle: int = 0,
         source: str | None = None,
         proxy_name: str = "forward",
+        tls=None,
     ):
         self.reactor = reactor
         self.address = address
@@ -273,14 +344,16 @@ class ConnectionPool:
         self.max_age = max_age
         self.max_idle = max_idle
         self.source = source
-        self._idle: dict[str, collections.deque] = {"udp": collections.deque(), "tcp": collections.deque()}
+        #: Client TLS options: every connection is DNS over TLS ("tcp-tls").
+        self.tls = tls
+        self._idle: dict[str, collections.deque] = {p: collections.deque() for p in _PROTOS}
         self._stopped = False
         self._sweeper: task.LoopingCall | None = None
         # Starts in the middle, as CoreDNS's avgDialTime does.
         self._average_dial = MAX_DIAL_TIMEOUT / 2
         label = address.label
-        self._hits = {p: metrics.conn_cache_hits.labels(proxy_name, label, p) for p in ("udp", "tcp")}
-        self._misses = {p: metrics.conn_cache_misses.labels(proxy_name, label, p) for p in ("udp", "tcp")}
+        self._hits = {p: metrics.conn_cache_hits.labels(proxy_name, label, p) for p in _PROTOS}
+        self._misses = {p: metrics.conn_cache_misses.labels(proxy_name, label, p) for p in _PROTOS}
 
     def start(self) -> None:
         self._stopped = False
@@ -306,9 +379,15 @@ class ConnectionPool:
         return self.max_age > 0 and now - channel.created > self.max_age
 
     def dial(self, proto: str) -> defer.Deferred:
-        """A connection for one exchange: Deferred[(channel, reused)]."""
+        """A connection for one exchange: Deferred[(channel, reused)].
+
+        A TLS upstream is always dialled over TLS, whatever proto asks
+        (CoreDNS's Transport.Dial).
+        """
         if self._stopped:
             return defer.fail(UpstreamError("proxy: transport stopped"))
+        if self.tls is not None:
+            proto = "tcp-tls"
         now = self.reactor.seconds()
         idle = self._idle[proto]
         while idle:
@@ -325,8 +404,8 @@ class ConnectionPool:
             except UpstreamError as e:
                 return defer.fail(e)
         timeout = self._dial_timeout()
-        channel = _TCPChannel(self.reactor, now, self._forget)
-        d = _open_tcp(self.reactor, self.address, self.source, timeout, channel)
+        channel = _new_stream_channel(self.reactor, now, self._forget, self.tls)
+        d = _open_tcp(self.reactor, self.address, self.source, timeout, channel, self.tls)
 
         def connected(_):
             self._average_dial += (self.reactor.seconds() - now - self._average_dial) / 4
@@ -384,15 +463,17 @@ def _probe_wire(check: HealthCheck) -> bytes:
 
 @defer.inlineCallbacks
 def query_once(reactor, address: UpstreamAddress, wire: bytes, timeout: float, *, tcp: bool = False,
-               source: str | None = None):
+               source: str | None = None, tls=None):
     """Send one query on a fresh socket; fire with the first reply's bytes.
 
-    Raises UpstreamError on a timeout, a refused or a closed connection.
+    Over TLS when tls (client options) is given, else TCP or UDP. Raises
+    UpstreamError on a timeout, a refused or a closed connection, a failed
+    TLS handshake.
     """
     now = reactor.seconds()
-    if tcp:
-        channel = _TCPChannel(reactor, now, lambda _: None)
-        yield _open_tcp(reactor, address, source, timeout, channel)
+    if tcp or tls is not None:
+        channel = _new_stream_channel(reactor, now, lambda _: None, tls)
+        yield _open_tcp(reactor, address, source, timeout, channel, tls)
     else:
         channel = _open_udp(reactor, address, source, now)
     try:
@@ -402,13 +483,17 @@ def query_once(reactor, address: UpstreamAddress, wire: bytes, timeout: float, *
     return reply
 
 
-def send_probe(reactor, address: UpstreamAddress, check: HealthCheck, source: str | None = None) -> defer.Deferred:
+def send_probe(reactor, address: UpstreamAddress, check: HealthCheck, source: str | None = None,
+               tls=None) -> defer.Deferred:
     """Send one health probe; fires on any reply, whatever its RCODE.
 
-    CoreDNS's dnsHc.send: "if we got a header, we're alright"; a timeout or a
-    refused connection is a failure (UpstreamError).
+    CoreDNS's dnsHc.send: "if we got a header, we're alright"; a timeout, a
+    refused connection or a failed TLS handshake is a failure (UpstreamError).
+    A TLS upstream (tls: client options) is probed over TLS, never over
+    plain TCP even with force_tcp.
     """
-    return query_once(reactor, address, _probe_wire(check), HEALTH_CHECK_TIMEOUT, tcp=check.tcp, source=source)
+    return query_once(reactor, address, _probe_wire(check), HEALTH_CHECK_TIMEOUT, tcp=check.tcp, source=source,
+                      tls=tls)
 
 
 # --- one upstream -----------------------------------------------------------------------
@@ -435,6 +520,7 @@ class Upstream:
         source: str | None = None,
         proxy_name: str = "forward",
         probe: Callable[["Upstream"], defer.Deferred] | None = None,
+        tls: TLSSettings = TLSSettings(),
     ):
         self.reactor = reactor
         self.address = address
@@ -442,14 +528,15 @@ class Upstream:
         self.read_timeout = read_timeout
         self.source = source
         self.proxy_name = proxy_name
+        client_tls = tls.client_options(address) if address.transport == TLS else None
         self.pool = ConnectionPool(
             reactor, address, metrics, expire=expire, max_age=max_age, max_idle=max_idle,
-            source=source, proxy_name=proxy_name,
+            source=source, proxy_name=proxy_name, tls=client_tls,
         )
         #: Consecutive failed health probes since the last good one.
         self.fails = 0
         self._metrics = metrics
-        self._probe = probe or (lambda _: send_probe(reactor, address, health, source))
+        self._probe = probe or (lambda _: send_probe(reactor, address, health, source, client_tls))
         self._probing = False
         self._stopped = False
         self._next_probe = None

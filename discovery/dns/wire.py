@@ -1,24 +1,22 @@
 """Answers written straight to wire format, without a dnspython `Message`.
 
 The full path builds a query `Message`, a response `Message`, and renders it
-with dnspython: about 300 us of the 430 us a miss cost (cProfile of
-tests/bench/bench_server.py: `Message.to_wire` 34 %, `from_wire` 19 %,
-`make_response` 9 %). For the cluster zone's usual answers, this module
-writes the same bytes directly: the header, the question as given, the
-RRsets of a `discovery.dns.zone.Answer` with dnspython's name compression
-(case-insensitive, first occurrence wins, SRV targets uncompressed, offsets
-up to 0x3FFF), and the OPT record last, as `Message.to_wire` does.
+(`discovery.dns.compress`): about 300 us of the 430 us a miss cost
+(cProfile of tests/bench/bench_server.py). For the cluster zone's usual
+answers, this module writes the same bytes directly: the header, the
+question as written, the RRsets of a `discovery.dns.zone.Answer` with every
+name spelled out, and the OPT record last: CoreDNS's bytes for an answer
+that fits the client (compress.py: miekg/dns sends those uncompressed).
 
 `render_answer` returns None for anything it does not write exactly (an
-rdata type it does not know, or a message larger than the client takes):
-the caller then takes the full path. tests/unit/test_wire_render.py checks,
-over generated clusters and question shapes, that the bytes are those the
-full path sends.
+rdata type it does not know, or a message larger than max_size, which
+CoreDNS would compress and truncate): the caller then takes the full path.
+tests/unit/test_fast_route.py checks, over generated clusters and question
+shapes, that the bytes are those the full path sends.
 """
 
 from __future__ import annotations
 
-import functools
 import socket
 import struct
 
@@ -56,55 +54,20 @@ OPT_RECORDS = _OPT = (
 
 
 class _Writer:
-    """A message under construction and dnspython's compression table.
+    """A message under construction: names spelled out, SOA serials noted."""
 
-    Keys are the lower-cased wire form of a name's suffix (dnspython's are
-    `Name` objects, which compare case-insensitively); a suffix is recorded
-    where it is first written in full, the root never.
-    """
-
-    __slots__ = ("out", "compress", "serials")
+    __slots__ = ("out", "serials")
 
     def __init__(self, out: bytearray):
         self.out = out
-        self.compress: dict[bytes, int] = {}
         #: Where each SOA record's serial was written.
         self.serials: list[int] = []
 
-    def question(self, wire: bytes) -> None:
-        """The question's name, already lower-cased wire, as the first name of the message."""
-        table = self.compress
-        start = 0
-        while wire[start]:
-            table[wire[start:]] = 12 + start
-            start += wire[start] + 1
-        self.out += wire
-
-    def name(self, labels: tuple[bytes, ...], compress: bool = True) -> None:
+    def name(self, labels: tuple[bytes, ...]) -> None:
         out = self.out
-        if not compress:
-            for label in labels:
-                out.append(len(label))
-                out += label
-            return
-        table = self.compress
-        wire = _wire_lower(labels)
-        start = 0
         for label in labels:
-            if not label:
-                out.append(0)
-                return
-            suffix = wire[start:]
-            position = table.get(suffix)
-            if position is not None:
-                out += (0xC000 | position).to_bytes(2, "big")
-                return
-            here = len(out)
-            if here <= 0x3FFF:
-                table[suffix] = here
             out.append(len(label))
             out += label
-            start += len(label) + 1
 
     def rrset(self, rrset: dns.rrset.RRset) -> int | None:
         """Write every record; returns how many, or None for an rdata type we do not write."""
@@ -124,7 +87,7 @@ class _Writer:
                 out += _inet_pton(_AF_INET6, rdata.address)
             elif rdtype == _SRV:
                 out += _pack_srv(rdata.priority, rdata.weight, rdata.port)
-                self.name(rdata.target.labels, compress=False)
+                self.name(rdata.target.labels)
             elif rdtype == _PTR or rdtype == _NS or rdtype == _CNAME:
                 self.name(rdata.target.labels)
             elif rdtype == _SOA:
@@ -143,12 +106,6 @@ class _Writer:
         return count
 
 
-@functools.lru_cache(maxsize=4096)
-def _wire_lower(labels: tuple[bytes, ...]) -> bytes:
-    """A name's lower-cased wire form (memoised: the zone's own names recur in every answer)."""
-    return b"".join(bytes((len(label),)) + label.lower() for label in labels)
-
-
 def render_answer(
     question: bytes,
     flags: int,
@@ -163,17 +120,15 @@ def render_answer(
     None for an rdata type this module does not write, or a message larger
     than max_size.
 
-    question: the question's wire bytes (name, type, class), the name
-    lower-cased (the client's case is written over it when sending, see
-    `discovery.dns.server`). flags: the header flags besides QR
+    question: the question's wire bytes (name, type, class) as written.
+    flags: the header flags besides QR
     and the rcode (AA, RD, CD). The OPT record, when edns, offers
     `OPT_PAYLOAD` and echoes DO, as `Request.reply` does.
     """
     answer, authority, additional = sections
     out = bytearray(12)
     writer = _Writer(out)
-    writer.question(question[:-4])
-    out += question[-4:]
+    out += question
     counts = []
     for section in sections:
         total = 0

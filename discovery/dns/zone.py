@@ -253,7 +253,10 @@ def answer(
     cut = len(labels) - 1 - zone_size
     if cut < 0 or not qname.is_absolute():
         raise ValueError(f"{qname} is not within the zone {zone}")
-    q = _Query(store, options, tuple(label.lower() for label in labels[cut:]))
+    # The zone part keeps the client's case: CoreDNS writes it so in SRV
+    # targets, additional owners and the SOA (handler_case_test.go), and the
+    # server sends those names spelled out (compress.py), not as pointers.
+    q = _Query(store, options, labels[cut:])
     base = [label.lower().decode("latin-1") for label in labels[:cut]]
     reverse = _is_reverse(labels)
 
@@ -298,7 +301,7 @@ def nodata(qname: dns.name.Name, store: Store, options: ZoneOptions, zone: str) 
     """The NOERROR, empty-answer response for a name in zone, with its SOA."""
     zone_size = 0 if zone == "." else zone.count(".")
     labels = qname.labels
-    q = _Query(store, options, tuple(label.lower() for label in labels[len(labels) - 1 - zone_size:]))
+    q = _Query(store, options, labels[len(labels) - 1 - zone_size:])
     return _negative(q, _NOERROR)
 
 

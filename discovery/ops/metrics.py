@@ -6,7 +6,8 @@ answers. So the per-query counters here are plain dicts of ints keyed by
 label tuples, and a collector turns them into CoreDNS's metric families
 (`coredns_dns_requests_total`, `..._responses_total`,
 `..._request_duration_seconds`, `..._request_size_bytes`,
-`..._response_size_bytes`, `..._do_requests_total`) when Prometheus scrapes.
+`..._response_size_bytes`, `..._do_requests_total`, `coredns_panics_total`)
+when Prometheus scrapes.
 Everything else (cache, forward, webhook, ...) uses prometheus_client
 directly on the same registry.
 """
@@ -15,7 +16,8 @@ from __future__ import annotations
 
 import bisect
 import platform
-from typing import Iterable
+import weakref
+from typing import Callable, Iterable, TypeVar
 
 from prometheus_client import (
     CollectorRegistry,
@@ -30,7 +32,9 @@ from prometheus_client.registry import Collector
 
 from .. import __version__
 
-__all__ = ["DNSMetrics", "Meter", "new_registry", "qtype_label", "TIME_BUCKETS", "SIZE_BUCKETS"]
+__all__ = ["DNSMetrics", "Meter", "new_registry", "qtype_label", "per_registry", "TIME_BUCKETS", "SIZE_BUCKETS"]
+
+_T = TypeVar("_T")
 
 #: plugin.TimeBuckets: ExponentialBuckets(0.00025, 2, 16), 0.25 ms to 8 s.
 TIME_BUCKETS = tuple(0.00025 * 2**i for i in range(16))
@@ -43,6 +47,20 @@ _MONITORED_TYPES = {
     33: "SRV", 43: "DS", 46: "RRSIG", 47: "NSEC", 48: "DNSKEY", 50: "NSEC3", 64: "SVCB",
     65: "HTTPS", 251: "IXFR", 252: "AXFR", 255: "ANY",
 }
+
+
+def per_registry(make: Callable[[CollectorRegistry], _T]) -> Callable[[CollectorRegistry], _T]:
+    """make(registry) once per registry, shared after: a metric is defined once in each
+    registry, while every server block's plugin instance counts in it."""
+    made: "weakref.WeakKeyDictionary[CollectorRegistry, _T]" = weakref.WeakKeyDictionary()
+
+    def get(registry: CollectorRegistry) -> _T:
+        metrics = made.get(registry)
+        if metrics is None:
+            metrics = made[registry] = make(registry)
+        return metrics
+
+    return get
 
 
 def qtype_label(qtype: int) -> str:
@@ -141,6 +159,9 @@ class DNSMetrics(Collector):
         self.request_sizes: dict[tuple, _Histogram] = {}
         self.response_sizes: dict[tuple, _Histogram] = {}
         self._meters: dict[tuple, Meter] = {}
+        #: Queries that ended in an unexpected exception (SERVFAIL and a log
+        #: line): CoreDNS's recovered panics, which carry no labels.
+        self.panics = 0
         if registry is not None:
             registry.register(self)
 
@@ -189,6 +210,9 @@ class DNSMetrics(Collector):
         for labels, cell in list(self.do_requests.items()):
             do_requests.add_metric(labels, cell[0])
         yield do_requests
+        yield CounterMetricFamily(
+            "coredns_panics", "A metrics that counts the number of panics.", value=self.panics
+        )
         yield _histogram_family(
             "coredns_dns_request_duration_seconds",
             "Histogram of the time (in seconds) each request took per zone.",

@@ -33,6 +33,7 @@ import dns.exception
 import dns.message
 import dns.name
 import dns.query
+import dns.rcode
 import dns.rdatatype
 import pytest_twisted
 from twisted.internet import defer, reactor, task, threads
@@ -294,11 +295,11 @@ def run_cli(*args: str, cwd: pathlib.Path | str = REPO) -> subprocess.CompletedP
 class CLIProcess:
     """`python -m discovery ARGS` in a process of its own; its output collected line by line."""
 
-    def __init__(self, args: list[str], cwd: pathlib.Path | str = REPO):
+    def __init__(self, args: list[str], cwd: pathlib.Path | str = REPO, *, preexec_fn: Callable | None = None):
         self.process = subprocess.Popen(
             [sys.executable, "-m", "discovery", *args],
             cwd=cwd, env=cli_environment(), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT, text=True,
+            stderr=subprocess.STDOUT, text=True, preexec_fn=preexec_fn,
         )
         self.lines: list[str] = []
         self._arrived = threading.Condition()
@@ -344,17 +345,26 @@ class CLIProcess:
 
     def answers(self, port: int, qname: str = "dns-version.cluster.local.", rdtype: str = "TXT",
                 host: str = "127.0.0.1", seconds: float = TIMEOUT) -> dns.message.Message:
-        """Ask until it answers (over UDP); the response."""
+        """Ask until it answers (over UDP) other than SERVFAIL; the response.
+
+        SERVFAIL is what a cluster zone answers until its cache has synced
+        (the caches load in worker threads while the server already listens).
+        """
         deadline = time.monotonic() + seconds
         query = dns.message.make_query(qname, rdtype)
         while True:
             if self.process.poll() is not None:
                 raise AssertionError(f"exited with {self.process.returncode}:\n{self.output}")
             try:
-                return dns.query.udp(query, host, port=port, timeout=0.2)
+                response = dns.query.udp(query, host, port=port, timeout=0.2)
             except (dns.exception.Timeout, ConnectionRefusedError):
-                if time.monotonic() > deadline:
-                    raise AssertionError(f"no answer on {host}:{port} after {seconds} seconds:\n{self.output}")
+                response = None
+            if response is not None and (response.rcode() != dns.rcode.SERVFAIL or time.monotonic() > deadline):
+                return response
+            if time.monotonic() > deadline:
+                raise AssertionError(f"no answer on {host}:{port} after {seconds} seconds:\n{self.output}")
+            if response is not None:
+                time.sleep(0.05)
 
     def wait(self, seconds: float = TIMEOUT) -> int:
         """Its exit status, once it has exited by itself."""

@@ -171,9 +171,10 @@ def _client_interface(host: str) -> str:
     return "::1" if ":" in host else "127.0.0.1"
 
 
-def ask(reactor, server: tuple[str, int], name: str, rdtype: str = "A", *, timeout: float = 3.0) -> defer.Deferred:
+def ask(reactor, server: tuple[str, int], name: str, rdtype: str = "A", *, rdclass: str = "IN",
+        timeout: float = 3.0) -> defer.Deferred:
     """One UDP query from a fresh socket; fires with the reply Message (TimeoutError if none)."""
-    query = dns.message.make_query(name, rdtype)
+    query = dns.message.make_query(name, rdtype, rdclass)
     d = defer.Deferred()
 
     def received(data: bytes) -> None:

@@ -33,7 +33,7 @@ from hypothesis import strategies as st
 from twisted.internet import address, defer, reactor
 from twisted.internet.testing import StringTransport
 
-import discovery.dns.server as server_module
+from discovery.dns.tcp import TCPFactory
 from discovery.app import Application
 from discovery.config import load
 from tests.integration.dnsserver import EXAMPLES, CLIProcess, exchange_raw, within
@@ -184,12 +184,20 @@ def comparable(wire: bytes) -> tuple:
 
 
 def check_both_paths(server, proto: str, packet: bytes) -> None:
-    """The full path answers per the contract; an answer from the table equals the full path's."""
+    """The full path answers per the contract; an answer from the table is the full path's, byte for byte.
+
+    The table is asked first, so that its entry may have been rendered for
+    another client (another size, transport or spelling): it must still be
+    the very bytes CoreDNS would send this one.
+    """
+    before = server.fast_answer(packet, proto == "udp", reactor.seconds())
     replies = full_path(server, packet, proto)
     check_replies(packet, replies)
+    if before is not None:
+        assert readable(packet)
+        assert before[0] == replies[0]
     hit = server.fast_answer(packet, proto == "udp", reactor.seconds())
     if hit is not None:
-        assert readable(packet)
         assert comparable(hit[0]) == comparable(replies[0])
 
 
@@ -227,7 +235,7 @@ def frames_in(data: bytes) -> list[bytes]:
        cuts=st.lists(st.integers(1, 64), max_size=6))
 def test_any_byte_stream_on_tcp_gets_only_whole_framed_replies(server, stream, cuts):
     """Arbitrary bytes on a connection, in arbitrary segments: every reply is a whole, parseable frame."""
-    protocol = server_module._TCPFactory(server).buildProtocol(None)
+    protocol = TCPFactory(server, server.guard).buildProtocol(None)
     transport = StringTransport(peerAddress=address.IPv4Address("TCP", "127.0.0.1", 40000))
     protocol.makeConnection(transport)
     data = b"".join(stream)
@@ -275,3 +283,99 @@ def test_a_live_server_answers_every_tcp_message_sanely_and_keeps_answering(live
     """Over a real TCP connection: the contract holds for each message, and a probe after it is answered."""
     process, port = live
     check_replies(packet, exchange_raw(packet, "127.0.0.1", port, "tcp"))
+
+
+# --- EDNS options: valid queries whose OPT record carries mutated options ------------------------
+
+#: The payload sizes the option tests advertise.
+PAYLOADS = [512, 1232, 4096, 65535]
+
+
+@st.composite
+def raw_options(draw) -> bytes:
+    """Options as bytes: COOKIE, ECS, NSID or any code, with data of any length, and a length field that may lie."""
+    parts = []
+    for _ in range(draw(st.integers(0, 3))):
+        code = draw(st.sampled_from([8, 10, 3, 15]) | st.integers(0, 0xFFFF))
+        if code == 8 and draw(st.booleans()):
+            family = draw(st.sampled_from([0, 1, 2, 3]))
+            source = draw(st.integers(0, 130))
+            scope = draw(st.integers(0, 2))
+            data = struct.pack("!HBB", family, source, scope) + draw(st.binary(max_size=17))
+        else:
+            data = draw(st.binary(max_size=44))
+        length = draw(st.just(len(data)) | st.integers(0, 60))
+        parts.append(struct.pack("!HH", code, length) + data)
+    return b"".join(parts) + draw(st.binary(max_size=3) | st.just(b""))
+
+
+@st.composite
+def well_formed_options(draw) -> bytes:
+    """Options that follow RFC 6891, 7873 and 7871: they must never cost the answer."""
+    parts = []
+    for _ in range(draw(st.integers(0, 3))):
+        kind = draw(st.sampled_from(["cookie", "ecs", "other"]))
+        if kind == "cookie":
+            data = draw(st.binary(min_size=8, max_size=8) | st.binary(min_size=16, max_size=40))
+            code = 10
+        elif kind == "ecs":
+            family, bits = draw(st.sampled_from([(1, 32), (2, 128)]))
+            source = draw(st.integers(0, bits))
+            octets = (source + 7) // 8
+            address = bytearray(draw(st.binary(min_size=octets, max_size=octets)))
+            if source % 8:
+                address[-1] &= 0xFF << (8 - source % 8) & 0xFF
+            data = struct.pack("!HBB", family, source, 0) + bytes(address)
+            code = 8
+        else:
+            code = draw(st.sampled_from([3, 12, 15, 65001]))
+            # An extended error (RFC 8914) holds at least its 2-byte code.
+            data = b"" if code == 3 else draw(st.binary(min_size=2 if code == 15 else 0, max_size=20))
+        parts.append(struct.pack("!HH", code, len(data)) + data)
+    return b"".join(parts)
+
+
+def with_options(question: tuple[str, str], payload: int, options: bytes) -> tuple[bytes, bytes]:
+    """(the plain EDNS query, the same query with these bytes as its OPT RDATA)."""
+    plain = dns.message.make_query(*question, use_edns=0, payload=payload).to_wire()
+    return plain, plain[:-2] + struct.pack("!H", len(options)) + options
+
+
+def udp_limit(server, payload: int) -> int:
+    return min(max(512, payload), server.max_udp_size)
+
+
+OPTIONS = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+
+@OPTIONS
+@given(question=st.sampled_from(QUESTIONS), payload=st.sampled_from(PAYLOADS), options=raw_options())
+def test_a_query_with_mutated_options_gets_formerr_or_an_answer_within_its_size(server, question, payload, options):
+    """Every reply, from the table or the full path, is FORMERR or no larger than the query allowed over UDP.
+
+    RFC 6891 6.1.2, RFC 7873 5.2.2 and RFC 7871 7.1.1: a malformed option is
+    FORMERR; otherwise the answer fits the advertised size (at most the
+    server's UDP limit). The plain question is asked first so that the table
+    holds its answer.
+    """
+    plain, packet = with_options(question, payload, options)
+    full_path(server, plain, "udp")
+    for reply in full_path(server, packet, "udp") + [
+        hit[0] for hit in [server.fast_answer(packet, True, reactor.seconds())] if hit is not None
+    ]:
+        response = dns.message.from_wire(reply)
+        assert response.rcode() == dns.rcode.FORMERR or len(reply) <= udp_limit(server, payload)
+    check_both_paths(server, "udp", packet)
+
+
+@OPTIONS
+@given(question=st.sampled_from(QUESTIONS), payload=st.sampled_from(PAYLOADS), options=well_formed_options())
+def test_a_query_with_well_formed_options_is_never_formerr(server, question, payload, options):
+    """Options that follow their RFCs get the same answer as the plain query, never FORMERR."""
+    plain, packet = with_options(question, payload, options)
+    expected = dns.message.from_wire(full_path(server, plain, "udp")[0])
+    (reply,) = full_path(server, packet, "udp")
+    response = dns.message.from_wire(reply)
+    assert response.rcode() == expected.rcode() != dns.rcode.FORMERR
+    assert response.answer == expected.answer
+    check_both_paths(server, "udp", packet)

@@ -127,6 +127,14 @@ CLUSTER = textwrap.dedent("""\
       clusterIP: 10.96.0.80
       ports: [{name: http, port: 80, protocol: TCP}]
     ---
+    # A name that starts with a digit: valid under RelaxedServiceNameValidation (1.34).
+    apiVersion: v1
+    kind: Service
+    metadata: {name: 1kubernetes, namespace: lab}
+    spec:
+      clusterIP: 10.96.0.81
+      ports: [{port: 443}]
+    ---
     # No clusterIP written: the manifests source allocates one, as the API server would.
     apiVersion: v1
     kind: Service
@@ -193,6 +201,20 @@ async def test_a_cluster_ip_service_has_an_a_record(serve, proto):
     response = await server.query("web.shop.svc.cluster.local.", "A", proto)
     assert response.flags & dns.flags.AA
     assert answer_texts(response) == ["web.shop.svc.cluster.local. 5 A 10.96.0.50"]
+
+
+@PROTOS
+@pytest_twisted.ensureDeferred
+async def test_a_service_name_that_starts_with_a_digit_resolves(serve, proto):
+    """1kubernetes.<ns>.svc answers its cluster IP.
+
+    kubernetes/kubernetes test/e2e/network/dns.go, "should work with a service
+    name that starts with a digit" (FeatureGate:RelaxedServiceNameValidation):
+    a Service named 1kubernetes with one port 443 must resolve by its FQDN.
+    """
+    server = await serve()
+    response = await server.query("1kubernetes.lab.svc.cluster.local.", "A", proto)
+    assert answer_texts(response) == ["1kubernetes.lab.svc.cluster.local. 5 A 10.96.0.81"]
 
 
 @PROTOS

@@ -30,7 +30,8 @@ from twisted.internet import address, reactor, threads
 from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
 
-import discovery.dns.server as server_module
+from discovery.dns.tcp import TCPFactory
+from discovery.dns.timeouts import TimeoutsConfig
 from discovery.dns.server import BlockRuntime, DNSServer
 from tests.integration.dnsserver import (
     TIMEOUT,
@@ -45,9 +46,10 @@ from tests.integration.dnsserver import (
 FRONTEND = "frontend.default.svc.cluster.local."
 FRONTEND_IP = "10.96.7.7"
 #: Headless Services with this many ready endpoints: answers of about 1,660
-#: bytes (more than 512 and 1232, less than 4096), of about 380 bytes, and
-#: an SRV answer that fits 512 bytes while its glue does not.
-BIG, MEDIUM, GLUED = 100, 20, 6
+#: bytes compressed (more than 512 and 1232, less than 4096), of about 380
+#: bytes compressed, and an SRV answer that fits 512 bytes while its glue
+#: does not (each A record's owner points to its SRV target, 16 bytes).
+BIG, MEDIUM, GLUED = 100, 20, 7
 
 
 def endpoint_ips(count: int, third: int) -> list[str]:
@@ -244,11 +246,50 @@ async def test_an_unknown_edns_version_gets_badvers(serve, proto):
 
 @pytest_twisted.ensureDeferred
 async def test_an_answer_within_the_clients_udp_size_comes_whole(serve):
-    """A 4096-byte EDNS client gets all 100 records of a 1,660-byte answer, without TC."""
+    """A 1232-byte EDNS client gets all 20 records of a 380-byte answer, without TC."""
     server = await serve()
-    response = await server.query("big.default.svc.cluster.local.", "A", use_edns=0, payload=4096)
+    response = await server.query("medium.default.svc.cluster.local.", "A", use_edns=0, payload=1232)
     assert not response.flags & dns.flags.TC
-    assert addresses(response) == sorted(endpoint_ips(BIG, 1))
+    assert addresses(response) == sorted(endpoint_ips(MEDIUM, 2))
+
+
+ADVERTISED = [512, 1232, 4096, 65535]
+
+
+@pytest.mark.parametrize("rdtype", ["A", "SRV"])
+@pytest.mark.parametrize("payload", ADVERTISED)
+@pytest_twisted.ensureDeferred
+async def test_a_udp_answer_is_never_larger_than_1232_bytes_whatever_the_client_advertises(serve, payload, rdtype):
+    """UDP answers are clamped to 1232 bytes (DNS flag day 2020), cut as CoreDNS cuts them.
+
+    miekg/dns msg_truncate.go Truncate (what CoreDNS's request.Scrub calls):
+    records are kept in order while they fit, so the answer holds as many
+    records as fit, the additional section is dropped first, and TC is set
+    because answer records were left out; the client then retries over TCP.
+    """
+    server = await serve()
+    query = dns.message.make_query("big.default.svc.cluster.local.", rdtype, use_edns=0, payload=payload)
+    (reply,) = await server.raw(query.to_wire())
+    response = parse(reply)
+    assert len(reply) <= min(payload, 1232)
+    assert response.flags & dns.flags.TC
+    assert response.answer and not response.additional
+    assert response.edns == 0
+    records = rdata_texts(response, rdtype)
+    assert 0 < len(records) < BIG
+
+
+@pytest.mark.parametrize("rdtype", ["A", "SRV"])
+@pytest.mark.parametrize("payload", ADVERTISED)
+@pytest_twisted.ensureDeferred
+async def test_a_tcp_answer_is_whole_whatever_the_client_advertises(serve, payload, rdtype):
+    """Over TCP the advertised size does not apply (CoreDNS's Size() is 65535): every record, no TC."""
+    server = await serve()
+    response = await server.query("big.default.svc.cluster.local.", rdtype, "tcp", use_edns=0, payload=payload)
+    assert not response.flags & dns.flags.TC
+    assert len(rdata_texts(response, rdtype)) == BIG
+    if rdtype == "SRV":
+        assert rdata_texts(response, "A", "additional") == sorted(endpoint_ips(BIG, 1))
 
 
 @pytest.mark.parametrize("edns, limit", [(dict(use_edns=0, payload=1232), 1232), (dict(use_edns=False), 512)])
@@ -277,13 +318,13 @@ async def test_an_edns_size_below_512_counts_as_512(serve):
 @pytest.mark.parametrize("first, then, limit", [
     (dict(use_edns=False), dict(use_edns=False), 512),
     (dict(use_edns=0, payload=4096), dict(use_edns=0, payload=1232), 1232),
-], ids=["tcp-then-udp-without-edns", "4096-then-1232"])
+], ids=["tcp-then-udp-without-edns", "tcp-4096-then-udp-1232"])
 @pytest_twisted.ensureDeferred
 async def test_an_answer_rendered_for_a_larger_client_is_cut_for_a_smaller_one(serve, first, then, limit):
-    """An answer kept for reuse after a large client still honours the next client's smaller size."""
+    """An answer kept for reuse after a TCP client still honours the next UDP client's size."""
     server = await serve()
     name = "big.default.svc.cluster.local."
-    whole = await server.query(name, "A", "tcp" if "payload" not in first else "udp", **first)
+    whole = await server.query(name, "A", "tcp", **first)
     assert len(addresses(whole)) == BIG
     (reply,) = await server.raw(dns.message.make_query(name, "A", **then).to_wire())
     assert len(reply) <= limit
@@ -321,6 +362,74 @@ async def test_glue_cut_for_a_small_udp_client_is_not_reused_over_tcp(serve):
     assert len(rdata_texts(small, "A", "additional")) < GLUED
     whole = await server.query(name, "SRV", "tcp", use_edns=False)
     assert rdata_texts(whole, "A", "additional") == sorted(endpoint_ips(GLUED, 3))
+
+
+# --- malformed EDNS options (RFC 6891 6.1.2, RFC 7873 5.2.2, RFC 7871 6 and 7.1.1) -------------------
+
+
+def with_options(query: dns.message.Message, options: bytes) -> bytes:
+    """The query's wire form with raw bytes as its OPT RDATA (the OPT record comes last)."""
+    wire = query.to_wire()
+    assert wire[-2:] == b"\x00\x00", "the query must carry an OPT record without options"
+    return wire[:-2] + struct.pack("!H", len(options)) + options
+
+
+def option(code: int, data: bytes, length: int | None = None) -> bytes:
+    return struct.pack("!HH", code, len(data) if length is None else length) + data
+
+
+MALFORMED_OPTIONS = [
+    pytest.param(option(10, b"1234567"), id="cookie-shorter-than-the-client-cookie"),
+    pytest.param(option(10, b"12345678" + b"s" * 4), id="cookie-with-a-server-cookie-of-4-bytes"),
+    pytest.param(option(10, b"c" * 41), id="cookie-longer-than-40-bytes"),
+    pytest.param(option(8, b"\x00\x01\x18\x00\x0a\x01\x02\x03"), id="subnet-24-with-4-address-bytes"),
+    pytest.param(option(8, b"\x00\x01\x18\x00\x0a\x01"), id="subnet-24-with-2-address-bytes"),
+    pytest.param(option(8, b"\x00\x01\x21\x00" + b"\x0a" * 5), id="subnet-ipv4-prefix-33"),
+    pytest.param(option(8, b"\x00\x03\x08\x00\x0a"), id="subnet-unknown-family"),
+    pytest.param(option(8, b"\x00\x01\x17\x00\x0a\x01\x03"), id="subnet-bits-set-past-the-prefix"),
+    pytest.param(option(3, b"", length=6), id="option-length-runs-past-the-record"),
+    pytest.param(option(3, b"") + b"\x00\x0a", id="half-an-option-header-at-the-end"),
+]
+
+
+@pytest.mark.parametrize("options", MALFORMED_OPTIONS)
+@pytest.mark.parametrize("proto", ["udp", "tcp"])
+@pytest_twisted.ensureDeferred
+async def test_a_malformed_edns_option_gets_formerr_even_for_a_question_already_answered(serve, options, proto):
+    """FORMERR with the client's ID and question, never the answer from the table.
+
+    RFC 7873 section 5.2.2 (COOKIE under 8, 9 to 15 or over 40 bytes), RFC
+    7871 sections 6 and 7.1.1 (ECS family, prefix and address that disagree)
+    and RFC 6891 section 6.1.2 (an option running past the record) make such
+    a query malformed; miekg/dns fails to unpack it and CoreDNS answers
+    FORMERR (the reply is the query's header and question, no records).
+    """
+    server = await serve()
+    plain = dns.message.make_query(FRONTEND, "A", use_edns=0)
+    assert addresses(await server.send(plain, proto)) == [FRONTEND_IP]
+    (reply,) = await server.raw(with_options(plain, options), proto)
+    response = parse(reply)
+    assert response.rcode() == dns.rcode.FORMERR
+    assert response.id == plain.id and response.question == plain.question
+    assert not response.answer
+
+
+@pytest.mark.parametrize("options", [
+    pytest.param(option(10, b"12345678"), id="client-cookie"),
+    pytest.param(option(10, b"12345678" + b"s" * 16), id="client-and-server-cookie"),
+    pytest.param(option(8, b"\x00\x01\x18\x00\x0a\x01\x02"), id="subnet-ipv4-24"),
+    pytest.param(option(8, b"\x00\x02\x38\x00" + b"\x20\x01\x0d\xb8\x00\x00\x01"), id="subnet-ipv6-56"),
+    pytest.param(option(8, b"\x00\x00\x00\x00"), id="subnet-family-0-as-dig-sends-it"),
+    pytest.param(option(3, b""), id="nsid-request"),
+])
+@pytest_twisted.ensureDeferred
+async def test_a_well_formed_edns_option_gets_the_answer(serve, options):
+    """Well-formed COOKIE, ECS and NSID options change nothing: the answer comes, from the table too."""
+    server = await serve()
+    plain = dns.message.make_query(FRONTEND, "A", use_edns=0)
+    for _ in range(2):
+        (reply,) = await server.raw(with_options(plain, options))
+        assert addresses(parse(reply)) == [FRONTEND_IP]
 
 
 # --- TCP (RFC 1035 section 4.2.2, RFC 7766) ----------------------------------------------------
@@ -376,10 +485,10 @@ def idle_closes(host: str, port: int) -> bytes:
 
 
 @pytest_twisted.ensureDeferred
-async def test_an_idle_tcp_connection_is_closed_by_the_server(serve, monkeypatch):
+async def test_an_idle_tcp_connection_is_closed_by_the_server(serve):
     """A connection with no query for the idle timeout is closed from the server's side."""
-    monkeypatch.setattr(server_module, "TCP_IDLE_TIMEOUT", 0.2)
     server = await serve()
+    server.dns.tcp_timeouts = TimeoutsConfig(idle=0.2)
     assert await within(threads.deferToThread(idle_closes, server.host, server.port)) == b""
 
 
@@ -406,17 +515,18 @@ class Raising:
 def tcp_connection(clock: Clock):
     """A TCP protocol of a server on a fake clock, connected to an in-memory transport."""
     server = DNSServer(clock, [BlockRuntime(zones=(".",), server="dns://:53", plugins=[FixedAnswer()])], port=0)
-    protocol = server_module._TCPFactory(server).buildProtocol(None)
+    protocol = TCPFactory(server, server.guard).buildProtocol(None)
     transport = StringTransport(peerAddress=address.IPv4Address("TCP", "127.0.0.1", 40000))
     protocol.makeConnection(transport)
     return protocol, transport
 
 
 def test_activity_keeps_a_tcp_connection_open_and_silence_closes_it():
-    """Each query restarts the idle timer; the connection closes only after a full timeout of silence."""
+    """Each answer restarts the idle timer; the connection closes only after a full timeout of silence."""
     clock = Clock()
     protocol, transport = tcp_connection(clock)
-    timeout = server_module.TCP_IDLE_TIMEOUT
+    timeout = TimeoutsConfig().idle
+    protocol.dataReceived(framed(dns.message.make_query("a.example.", "A").to_wire()))
     for _ in range(3):
         clock.advance(timeout * 0.9)
         protocol.dataReceived(framed(dns.message.make_query("a.example.", "A").to_wire()))
@@ -567,6 +677,39 @@ async def test_the_qname_keeps_its_case_in_the_answer(serve, proto):
         assert addresses(response) == [FRONTEND_IP]
 
 
+def spelled(name: str) -> bytes:
+    """A name in wire form, every label written out (no compression)."""
+    return b"".join(bytes([len(label)]) + label.encode() for label in name.rstrip(".").split(".")) + b"\x00"
+
+
+@pytest.mark.parametrize("proto", ["udp", "tcp"])
+@pytest_twisted.ensureDeferred
+async def test_a_mixed_case_srv_answer_is_byte_for_byte_what_coredns_sends(serve, proto):
+    """A 0x20 SRV question gets CoreDNS's exact bytes, from the full path and from the table.
+
+    plugin/kubernetes/handler_case_test.go (dnsPreserveCaseCases, the SRV
+    case): the owner is the question as written, the SRV target and the
+    additional owner are the Service's lower-case name with the zone in the
+    question's case. CoreDNS sends an answer that fits uncompressed
+    (miekg/dns Truncate sets Compress=false), so every name is spelled out.
+    """
+    server = await serve()
+    qname = "_HtTp._TcP.fRoNtEnD.DeFaUlT.SvC.cLuStEr.LoCaL."
+    target = "frontend.default.svc.cLuStEr.LoCaL."
+    expected = (
+        struct.pack("!HHHH", 1, 1, 0, 1)
+        + spelled(qname) + struct.pack("!HH", 33, 1)
+        + spelled(qname) + struct.pack("!HHIH", 33, 1, 5, 6 + len(spelled(target)))
+        + struct.pack("!HHH", 0, 100, 80) + spelled(target)
+        + spelled(target) + struct.pack("!HHIH", 1, 1, 5, 4) + socket.inet_aton(FRONTEND_IP)
+    )
+    query = dns.message.make_query(qname, "SRV")
+    for _ in range(2):
+        (reply,) = await server.raw(query.to_wire(), proto)
+        assert reply[:2] == query.to_wire()[:2]
+        assert reply[4:] == expected
+
+
 @pytest_twisted.ensureDeferred
 async def test_a_negative_answer_keeps_the_clients_case_in_its_soa(serve):
     """NXDOMAIN's SOA owner is the zone as this client wrote it, even when the answer is reused."""
@@ -638,3 +781,42 @@ async def test_loadbalance_rotates_the_addresses_between_answers(dns_server, clu
         assert addresses(response) == sorted(endpoint_ips(MEDIUM, 2))
         leaders.add(response.answer[0][0].to_text())
     assert len(leaders) > 1
+
+
+# --- the table of rendered answers serves CoreDNS's bytes to every client --------------------------
+
+CLIENTS = [("udp", None), ("udp", 512), ("udp", 1232), ("udp", 4096), ("tcp", None), ("tcp", 65535)]
+
+
+def sized_query(name: str, rdtype: str, payload: int | None) -> bytes:
+    if payload is None:
+        return dns.message.make_query(name, rdtype, id=99, use_edns=False).to_wire()
+    return dns.message.make_query(name, rdtype, id=99, use_edns=0, payload=payload).to_wire()
+
+
+@pytest.mark.parametrize("question", [
+    ("medium.default.svc.cluster.local.", "A"),
+    ("glued.default.svc.cluster.local.", "SRV"),
+    ("big.default.svc.cluster.local.", "A"),
+], ids=["fits-some-spelled-out", "glue-cut-at-512", "cut-below-1232"])
+@pytest_twisted.ensureDeferred
+async def test_an_answer_from_the_table_is_the_full_paths_for_every_client_after_any_other(serve, question):
+    """Whoever filled the table (size, transport), a hit is byte for byte what the full path sends this client.
+
+    The rendering rules (miekg/dns Truncate and CoreDNS's Scrub) differ by
+    client size and transport, so an entry is reused only for the clients
+    it is CoreDNS's answer for (compress.udp_sizes_served).
+    """
+    running = await serve()
+    server = running.dns
+    for first_proto, first_size in CLIENTS:
+        for proto, size in CLIENTS:
+            server.table.clear()
+            server.answer(sized_query(*question, first_size), ("127.0.0.1", 5300), first_proto, lambda wire: None)
+            packet = sized_query(*question, size)
+            hit = server.fast_answer(packet, proto == "udp", reactor.seconds())
+            sent: list[bytes] = []
+            server.table.clear()
+            server.answer(packet, ("127.0.0.1", 5300), proto, sent.append)
+            if hit is not None:
+                assert hit[0] == sent[0], (first_proto, first_size, proto, size)

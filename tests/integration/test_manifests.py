@@ -4,16 +4,17 @@ from __future__ import annotations
 
 import ipaddress
 import logging
+import os
 import pathlib
 import textwrap
 from typing import Callable
 
 import pytest
 import pytest_twisted
-from twisted.internet import defer, reactor
+from twisted.internet import defer, reactor, task
 from twisted.internet.task import Clock
 
-from discovery.cache.config import SourceConfig
+from discovery.cache.config import ManifestLimits, SourceConfig
 from discovery.cache.manifests import ManifestSource
 from discovery.cache.objects import Namespace, ServicePort
 from discovery.cache.selectors import LabelSelector
@@ -476,6 +477,11 @@ def test_a_missing_folder_is_logged_and_loaded_once_it_appears(folder, start, ca
     caplog.set_level(logging.DEBUG, logger=LOGGER)
     later = folder / "later"
     source, store = start(SourceConfig(manifests=str(later)))
+    # The folder is read in a worker thread: the error arrives a moment later.
+    for _ in range(int(TIMEOUT / POLL_SECONDS)):
+        if any(str(later) in m for m in messages(caplog, logging.ERROR)):
+            break
+        yield task.deferLater(reactor, POLL_SECONDS, lambda: None)
     assert not source.has_synced
     assert any(str(later) in m for m in messages(caplog, logging.ERROR))
     later.mkdir()
@@ -532,6 +538,72 @@ def test_a_failing_reader_does_not_stop_the_source(folder, start, caplog):
     assert failures and any(r.exc_info for r in caplog.records if r.name == LOGGER)
     clock.advance(POLL_SECONDS)
     assert set(store.services_in("default")) == {"one", "two"}
+
+
+def test_the_source_is_stale_once_no_pass_finishes_for_stale_after(folder, start):
+    """With the folder gone no pass finishes: `stale` turns true after stale_after, and back once a pass does."""
+    clock = Clock()
+    (folder / "app.yaml").write_text(service_yaml("app"))
+    limits = ManifestLimits(stale_after=1.0)
+    source, store = start(SourceConfig(manifests=str(folder), manifest_limits=limits), clock=clock)
+    assert source.has_synced and not source.stale
+    moved = folder.with_name("moved")
+    folder.rename(moved)
+    clock.advance(0.5)
+    assert not source.stale
+    for _ in range(4):
+        clock.advance(POLL_SECONDS * 10)
+    assert source.stale
+    assert store.service("default", "app") is not None
+    moved.rename(folder)
+    clock.advance(POLL_SECONDS)
+    assert not source.stale
+
+
+def test_a_file_turned_into_a_pipe_keeps_its_objects_and_is_reported(folder, start, caplog):
+    """A manifest replaced by a named pipe is skipped with a warning; what it held keeps serving."""
+    caplog.set_level(logging.DEBUG, logger=LOGGER)
+    clock = Clock()
+    path = folder / "app.yaml"
+    path.write_text(service_yaml("app"))
+    source, store = start(clock=clock)
+    path.unlink()
+    os.mkfifo(path)
+    clock.advance(POLL_SECONDS)
+    assert store.service("default", "app") is not None
+    assert source.skipped[str(path)].reason == "not_regular"
+    assert any(str(path) in m and "named pipe" in m for m in messages(caplog, logging.WARNING))
+
+
+def test_the_cyclic_collector_is_paused_during_a_pass_and_resumed_after(folder):
+    """A pass runs with the collector off (its full collections would stall the reactor) and turns it back on."""
+    import gc
+
+    during = []
+
+    def worker(f, *args):
+        during.append(gc.isenabled())
+        return defer.maybeDeferred(f, *args)
+
+    (folder / "app.yaml").write_text(service_yaml("app"))
+    source = ManifestSource(SourceConfig(manifests=str(folder)), Store(), Clock(), worker=worker)
+    source.start()
+    source.stop()
+    assert during == [False]
+    assert gc.isenabled()
+
+
+def test_a_file_with_many_problems_logs_a_bounded_number_of_lines(folder, start, caplog):
+    """30 bad objects in one file: the first PROBLEMS_PER_FILE are logged, then one line counting the rest."""
+    from discovery.cache.manifests.source import PROBLEMS_PER_FILE
+
+    caplog.set_level(logging.DEBUG, logger=LOGGER)
+    bad = "".join(f"---\napiVersion: v1\nkind: Service\nmetadata: {{name: Bad_{i}}}\n" for i in range(30))
+    (folder / "bad.yaml").write_text(bad)
+    start(clock=Clock())
+    lines = [m for m in messages(caplog, logging.ERROR) if "bad.yaml" in m]
+    assert len(lines) == PROBLEMS_PER_FILE + 1
+    assert lines[-1] == f"... and {30 - PROBLEMS_PER_FILE} more problems in {folder / 'bad.yaml'}"
 
 
 def test_stop_ends_polling(folder, start):

@@ -277,6 +277,15 @@ def test_no_created_series_are_exported(run, tmp_path):
 
 
 @pytest_twisted.inlineCallbacks
+def test_panics_total_is_exported_without_labels(run, tmp_path):
+    """coredns_panics_total is scraped from the start, 0 while nothing failed (plugin/metrics/vars/vars.go, Panic)."""
+    running = run(corefile(f"manifests {manifests_folder(tmp_path / 'manifests')}"))
+    scraped = yield running.metrics()
+    assert scraped.labels("coredns_panics_total") == [{}]
+    assert scraped.value("coredns_panics_total") == 0
+
+
+@pytest_twisted.inlineCallbacks
 def test_cache_and_forward_metrics_move_with_outside_queries(run, tmp_path):
     """An outside name asked twice is one cache miss with one upstream exchange, then one cache hit, on CoreDNS's cache and proxy metrics."""
     upstream = FakeUpstream(reactor, lambda query, proto: answer(query, f"{query.question[0].name} 30 IN A 192.0.2.1"))

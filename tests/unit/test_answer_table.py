@@ -41,18 +41,19 @@ class Counting:
 class Harness:
     """A DNSServer with one block, fed datagrams straight into its UDP protocol."""
 
-    def __init__(self, plugin, *, loadbalance=False, limit=DEFAULT_LIMIT):
+    def __init__(self, plugin, *, loadbalance=False, limit=DEFAULT_LIMIT, max_udp_size=1232):
         self.clock = task.Clock()
         self.clock.advance(1000)
         self.plugin = plugin
-        block = BlockRuntime(zones=("cluster.local.",), server="dns://:53", plugins=[plugin], loadbalance=loadbalance)
+        block = BlockRuntime(zones=("cluster.local.",), server="dns://:53", plugins=[plugin], loadbalance=loadbalance,
+                             max_udp_size=max_udp_size)
         self.server = DNSServer(self.clock, [block], port=0, table_limit=limit)
         self.protocol = _UDPProtocol(self.server)
         self.sent: list[bytes] = []
         self.protocol.sendto = lambda wire, addr: self.sent.append(wire)
 
-    def ask(self, query: dns.message.Message) -> dns.message.Message:
-        self.protocol.datagramReceived(query.to_wire(), CLIENT)
+    def ask(self, query: dns.message.Message, client=CLIENT) -> dns.message.Message:
+        self.protocol.datagramReceived(query.to_wire(), client)
         return dns.message.from_wire(self.sent[-1])
 
 
@@ -81,14 +82,16 @@ def test_a_reused_answer_carries_the_clients_id_and_rd_bit():
     assert not response.flags & dns.flags.RD
 
 
-def test_a_reused_answer_carries_the_clients_letter_case():
-    """Names compressed against the question show the case this client wrote (0x20)."""
+def test_a_question_in_another_letter_case_has_its_own_entry():
+    """Answers spell out the client's 0x20 case (uncompressed, as CoreDNS sends them), so each spelling is its own entry."""
     harness = Harness(Counting())
     harness.ask(query("web.default.svc.cluster.local."))
     response = harness.ask(query("WeB.DeFault.svc.Cluster.local."))
-    assert harness.plugin.calls == 1
-    assert response.question[0].name.to_text() == "WeB.DeFault.svc.Cluster.local."
-    assert response.answer[0].name.to_text() == "WeB.DeFault.svc.Cluster.local."
+    again = harness.ask(query("WeB.DeFault.svc.Cluster.local."))
+    assert harness.plugin.calls == 2
+    for answer in (response, again):
+        assert answer.question[0].name.to_text() == "WeB.DeFault.svc.Cluster.local."
+        assert answer.answer[0].name.to_text() == "WeB.DeFault.svc.Cluster.local."
 
 
 @pytest.mark.parametrize(
@@ -233,3 +236,50 @@ def test_loadbalance_hands_out_rotations_of_the_address_records_in_turn():
     leaders = {str(next(iter(harness.ask(query()).answer[0]))) for _ in range(3)}
     assert leaders == {"10.0.0.1", "10.0.0.2", "10.0.0.3"}
     assert harness.plugin.calls == 1
+
+
+def test_an_answer_above_the_policys_udp_limit_is_not_reused_over_udp():
+    """An answer larger than FastPathPolicy.max_udp_size (bufsize) is computed afresh for a UDP client offering more."""
+    addresses = [f"10.1.0.{i}" for i in range(1, 101)]
+    harness = Harness(Counting(*addresses, policy=lambda request: request.fastpath.limit_udp(1232)), max_udp_size=4096)
+    first = harness.ask(query(payload=4096))
+    assert len(first.to_wire()) > 1232
+    harness.ask(query(payload=4096))
+    assert harness.plugin.calls == 2
+
+
+def test_an_answer_within_the_policys_udp_limit_is_reused():
+    """An answer that fits the policy's UDP limit is reused as usual."""
+    harness = Harness(Counting(policy=lambda request: request.fastpath.limit_udp(1232)))
+    harness.ask(query(payload=4096))
+    harness.ask(query(payload=4096))
+    assert harness.plugin.calls == 1
+
+
+def test_a_guard_sends_the_clients_it_refuses_to_the_full_path():
+    """An answer with a guard is reused only for the clients the guard lets through."""
+    allowed = {"192.0.2.7"}
+    harness = Harness(Counting(policy=lambda request: request.fastpath.guard(lambda data, qend, host: host in allowed)))
+    harness.ask(query())
+    harness.ask(query())
+    assert harness.plugin.calls == 1
+    harness.ask(query(), ("198.51.100.1", 53))
+    assert harness.plugin.calls == 2
+
+
+def test_a_fixed_rd_bit_is_kept_on_reuse():
+    """An answer whose RD bit a plugin fixed (header) keeps it, whatever RD the reusing client sent."""
+
+    def fix_rd(request):
+        request.fastpath.rd = 0
+
+    class ClearsRD(Counting):
+        def serve(self, request, next):
+            response = super().serve(request, next)
+            response.flags &= ~dns.flags.RD
+            return response
+
+    harness = Harness(ClearsRD(policy=fix_rd))
+    first, second = harness.ask(query()), harness.ask(query())
+    assert harness.plugin.calls == 1
+    assert not first.flags & dns.flags.RD and not second.flags & dns.flags.RD

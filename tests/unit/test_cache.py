@@ -250,7 +250,7 @@ def test_disable_success_for_a_zone_keeps_positive_answers_out():
     request = make_request("a.default.svc.cluster.local.")
     result(cache.serve(request, next))
     result(cache.serve(make_request("a.default.svc.cluster.local."), next))
-    assert len(next.requests) == 2 and request.fastpath is policy
+    assert len(next.requests) == 2 and request.fastpath.dependencies == {"svc"}
 
 
 def test_disable_denial_for_a_zone_keeps_denials_out():
@@ -332,6 +332,22 @@ def test_a_hit_may_be_reused_until_the_entry_goes_stale():
     request = make_request("www.example.org.")
     result(cache.serve(request, next))
     assert request.fastpath.reusable and request.fastpath.expires == 1300.25
+
+
+def test_a_hit_keeps_what_plugins_before_the_cache_said_about_reuse():
+    """A guard and a UDP limit set before the cache (acl, bufsize) survive a hit's own reuse policy."""
+    cache, next = make_cache(), Next(A)
+    result(cache.serve(make_request("www.example.org."), next))
+    request = make_request("www.example.org.")
+
+    def guard(data, qend, host):
+        return True
+
+    request.fastpath.guard(guard)
+    request.fastpath.limit_udp(1232)
+    result(cache.serve(request, next))
+    assert request.fastpath.reusable and request.fastpath.guards == (guard,)
+    assert request.fastpath.max_udp_size == 1232
 
 
 def test_a_reused_answer_counts_its_ttls_down_from_the_storage_time():

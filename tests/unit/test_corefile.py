@@ -331,6 +331,95 @@ def test_import_of_a_directory_is_an_error(tmp_path):
         parse_file(str(root), environ={})
 
 
+
+def test_error_in_an_imported_file_also_names_the_import_line(tmp_path):
+    """The error in an imported file carries the import line that brought the file in."""
+    write(tmp_path / "broken.conf", "log\nrewrite { name\n")
+    root = write(tmp_path / "Corefile", ".:53 {\n errors\n}\nb.org {\n import broken.conf\n}\n")
+    with pytest.raises(CorefileError) as caught:
+        parse_file(str(root), environ={})
+    assert caught.value.imported_from == ((str(root), 5),)
+    assert str(caught.value).endswith(f"(imported at {root}:5)")
+
+
+def test_a_directive_pasted_by_nested_imports_names_every_import_line(tmp_path):
+    """A directive from a snippet that a file imports knows both import lines, innermost first."""
+    inner = write(tmp_path / "inner.conf", "(common) {\n log\n}\n.:53 {\n import common\n}\n")
+    root = write(tmp_path / "Corefile", "\nimport inner.conf\n")
+    (block,) = parse_file(str(root), environ={})
+    (log,) = block.directives
+    assert (log.file, log.line) == (str(inner), 2)
+    assert log.imported_from == ((str(inner), 5), (str(root), 2))
+    assert str(log.error("log: bad")) == f"{inner}:2: log: bad (imported at {inner}:5) (imported at {root}:2)"
+
+
+
+def test_a_server_block_from_an_imported_file_knows_the_import_line(tmp_path):
+    """A server block pasted by `import custom/*.server` (AKS's hook) carries that import line for its errors."""
+    write(tmp_path / "custom" / "puglife.server", "puglife.local:53 {\n errors\n}\n")
+    root = write(tmp_path / "Corefile", ".:53 {\n errors\n}\nimport custom/*.server\n")
+    _, imported = parse_file(str(root), environ={})
+    assert imported.keys == ("puglife.local:53",) and imported.imported_from == ((str(root), 4),)
+    assert str(imported.error("bad")).endswith(f"(imported at {root}:4)")
+
+
+def test_an_import_pattern_may_come_from_the_environment(tmp_path):
+    """`{$VAR}` in the pattern is replaced before the files are looked for, as in CoreDNS."""
+    write(tmp_path / "extra" / "a.server", "a.org {\n}\n")
+    root = write(tmp_path / "Corefile", "import {$CUSTOM}/*.server\n")
+    blocks = parse_file(str(root), environ={"CUSTOM": str(tmp_path / "extra")})
+    assert [block.keys for block in blocks] == [("a.org",)]
+
+def test_a_glob_star_matches_names_that_start_with_a_dot(tmp_path):
+    """As Go's filepath.Glob (and unlike the shell), `*` matches dot files too."""
+    write(tmp_path / "conf.d" / ".hidden.server", "hidden.org {\n}\n")
+    write(tmp_path / "conf.d" / "plain.server", "plain.org {\n}\n")
+    root = write(tmp_path / "Corefile", "import conf.d/*.server\n")
+    assert [block.keys for block in parse_file(str(root), environ={})] == [("hidden.org",), ("plain.org",)]
+
+
+def test_a_glob_matching_nothing_is_logged_once_in_coredns_words(tmp_path, caplog):
+    """One warning with CoreDNS's words and the pattern as written, not one more at each reload's parse."""
+    root = write(tmp_path / "Corefile", ".:53 {\n import custom/*.override\n}\n")
+    for _ in range(3):
+        parse_file(str(root), environ={})
+    assert [(r.name, r.levelname, r.getMessage()) for r in caplog.records] == [
+        ("wayfinder.import", "WARNING", "No files matching import glob pattern: custom/*.override")
+    ]
+
+
+def test_a_glob_under_a_missing_folder_imports_nothing(tmp_path):
+    """k3s's `import /etc/coredns/custom/*.override` loads when that folder does not even exist."""
+    root = write(tmp_path / "Corefile", f".:53 {{\n import {tmp_path}/custom/*.override\n errors\n}}\n")
+    assert outline(parse_file(str(root), environ={})) == [((".:53",), [("errors", ())])]
+
+
+@pytest.mark.parametrize("pattern", ["*.d/*.server", "conf?.d/a?.server", "conf.d/[ab].server"])
+def test_a_glob_with_more_than_one_wildcard_is_refused(tmp_path, pattern):
+    """Caddy's guard: at most one `*`, at most one `?`, and no `[...]` class in an import pattern."""
+    root = write(tmp_path / "Corefile", f".:53 {{\n}}\nimport {pattern}\n")
+    with pytest.raises(CorefileError) as caught:
+        parse_file(str(root), environ={})
+    assert caught.value.line == 3 and "may only contain one wildcard" in caught.value.message
+
+
+def test_imports_multiplying_past_the_limit_are_refused():
+    """Snippets that each import the previous one twice would expand 2**14 times: past 10,000 imports, an error."""
+    lines = ["(s0) {\n log\n}\n"]
+    lines += [f"(s{i}) {{\n import s{i - 1}\n import s{i - 1}\n}}\n" for i in range(1, 15)]
+    text = "".join(lines) + ".:53 {\n import s14\n}\n"
+    with pytest.raises(CorefileError) as caught:
+        parse_text(text)
+    assert "more than 10000 imports expanded" in caught.value.message
+
+
+def test_imports_below_the_limit_all_expand():
+    """Snippets doubling ten times paste 1,024 directives, well within the limit."""
+    lines = ["(s0) {\n log\n}\n"]
+    lines += [f"(s{i}) {{\n import s{i - 1}\n import s{i - 1}\n}}\n" for i in range(1, 11)]
+    (block,) = parse_text("".join(lines) + ".:53 {\n import s10\n}\n")
+    assert len(block.directives) == 1024
+
 # --- errors ----------------------------------------------------------------------------------------
 
 

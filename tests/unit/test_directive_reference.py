@@ -172,6 +172,11 @@ def test_reference_documents_exactly_the_supported_directives():
     assert not listed - supported, f"documented but not supported: {sorted(listed - supported)}"
 
 
+def test_reference_follows_the_chain_order():
+    """The sections come in the order a query passes the directives, as `wayfinder -plugins` lists them."""
+    assert list(REFERENCE) == supported_directives()
+
+
 @pytest.mark.parametrize("name", supported_directives())
 def test_each_directive_documents_its_own_line(name):
     """Each directive's table opens with the form of the directive line itself, with an example."""

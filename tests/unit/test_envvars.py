@@ -62,8 +62,8 @@ def test_from_services_matches_the_kubelets_table():
         ),
         service("svrc-clusterip-none", cluster_ip="None", ports=[{"port": 8082, "protocol": "TCP"}]),
         service("svrc-clusterip-empty", cluster_ip="", ports=[{"port": 8082, "protocol": "TCP"}]),
-        # Upstream writes "2001:DB8::"; the cache keeps addresses in canonical
-        # (lower-case, compressed) form, as the API server allocates them.
+        # Upstream writes "2001:DB8::" and expects it verbatim in every
+        # variable: the kubelet copies spec.clusterIP as the API stored it.
         service(
             "super-ipv6",
             cluster_ip="2001:DB8::",
@@ -107,19 +107,19 @@ def test_from_services_matches_the_kubelets_table():
         ("Q_U_U_X_PORT_8083_TCP_PROTO", "tcp"),
         ("Q_U_U_X_PORT_8083_TCP_PORT", "8083"),
         ("Q_U_U_X_PORT_8083_TCP_ADDR", "9.8.7.6"),
-        ("SUPER_IPV6_SERVICE_HOST", "2001:db8::"),
+        ("SUPER_IPV6_SERVICE_HOST", "2001:DB8::"),
         ("SUPER_IPV6_SERVICE_PORT", "8084"),
         ("SUPER_IPV6_SERVICE_PORT_U_D_P", "8084"),
         ("SUPER_IPV6_SERVICE_PORT_T_C_P", "8084"),
-        ("SUPER_IPV6_PORT", "udp://[2001:db8::]:8084"),
-        ("SUPER_IPV6_PORT_8084_UDP", "udp://[2001:db8::]:8084"),
+        ("SUPER_IPV6_PORT", "udp://[2001:DB8::]:8084"),
+        ("SUPER_IPV6_PORT_8084_UDP", "udp://[2001:DB8::]:8084"),
         ("SUPER_IPV6_PORT_8084_UDP_PROTO", "udp"),
         ("SUPER_IPV6_PORT_8084_UDP_PORT", "8084"),
-        ("SUPER_IPV6_PORT_8084_UDP_ADDR", "2001:db8::"),
-        ("SUPER_IPV6_PORT_8084_TCP", "tcp://[2001:db8::]:8084"),
+        ("SUPER_IPV6_PORT_8084_UDP_ADDR", "2001:DB8::"),
+        ("SUPER_IPV6_PORT_8084_TCP", "tcp://[2001:DB8::]:8084"),
         ("SUPER_IPV6_PORT_8084_TCP_PROTO", "tcp"),
         ("SUPER_IPV6_PORT_8084_TCP_PORT", "8084"),
-        ("SUPER_IPV6_PORT_8084_TCP_ADDR", "2001:db8::"),
+        ("SUPER_IPV6_PORT_8084_TCP_ADDR", "2001:DB8::"),
         ("SCTP_1_SERVICE_HOST", "1.2.3.4"),
         ("SCTP_1_SERVICE_PORT", "777"),
         ("SCTP_1_PORT", "sctp://1.2.3.4:777"),

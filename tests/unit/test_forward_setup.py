@@ -8,7 +8,9 @@ import pytest
 from discovery.config import SetupContext, load_text
 from discovery.corefile import CorefileError, parse
 from discovery.dns.forward import setup_forward
+from discovery.dns.tls import TLSSettings
 from discovery.dns.upstream import HealthCheck, UpstreamAddress
+from tests.fakeapi.tls import make_pki
 
 
 def forward(text: str):
@@ -88,10 +90,105 @@ def test_more_than_fifteen_tos_is_an_error():
     assert "more than 15 TOs configured: 16" in error_of(f"forward . {tos}").message
 
 
-@pytest.mark.parametrize("to", ["tls://192.0.2.1", "https://192.0.2.1"])
-def test_encrypted_transports_are_refused(to):
-    """Only plain DNS upstreams are supported; tls:// and https:// say so."""
+@pytest.mark.parametrize("to", ["https://192.0.2.1", "quic://192.0.2.1", "grpc://192.0.2.1"])
+def test_other_encrypted_transports_are_refused(to):
+    """DNS over HTTPS, QUIC and gRPC are not supported, and say so in CoreDNS's words."""
     assert "not supported as a destination protocol" in error_of(f"forward . {to}").message
+
+
+@pytest.mark.parametrize(
+    "to, expected",
+    [
+        ("tls://192.0.2.1", UpstreamAddress("192.0.2.1", 853, "tls")),
+        ("tls://192.0.2.1:10853", UpstreamAddress("192.0.2.1", 10853, "tls")),
+        ("tls://2001:db8::1", UpstreamAddress("2001:db8::1", 853, "tls")),
+        ("tls://[2001:db8::1]:10853", UpstreamAddress("2001:db8::1", 10853, "tls")),
+        ("tls://9.9.9.9%dns.quad9.net", UpstreamAddress("9.9.9.9", 853, "tls", "dns.quad9.net")),
+        ("tls://9.9.9.9%dns.quad9.net:10853", UpstreamAddress("9.9.9.9", 10853, "tls", "dns.quad9.net")),
+        ("tls://[2001:db8::1%dns.example]:10853", UpstreamAddress("2001:db8::1", 10853, "tls", "dns.example")),
+    ],
+)
+def test_tls_address_forms(to, expected):
+    """tls:// upstreams default to port 853; `%NAME` before the port names the server (CoreDNS's splitZone)."""
+    assert forward(f"forward . {to}").upstreams == (expected,)
+
+
+def test_the_same_address_over_tls_and_plain_dns_is_two_upstreams():
+    """Deduplication keeps tls://A and A apart: they are different transports."""
+    assert len(forward("forward . tls://192.0.2.1:53 192.0.2.1:53").upstreams) == 2
+
+
+def test_tls_without_arguments_uses_the_system_trust_store():
+    """`tls` alone: no client certificate, the system's CAs (CoreDNS's NewTLSClientConfig(""))."""
+    config = forward("forward . tls://192.0.2.1 {\n tls\n}")
+    assert config.tls == TLSSettings()
+
+
+def test_tls_with_one_argument_reads_the_ca(tmp_path):
+    """`tls CA`: the server is verified against that CA, and no client certificate is shown."""
+    pki = make_pki(str(tmp_path))
+    config = forward(f"forward . tls://127.0.0.1 {{\n tls {pki.ca_cert}\n tls_servername localhost\n}}")
+    assert config.tls.ca == open(pki.ca_cert, "rb").read()
+    assert config.tls.certificate is None and config.tls.server_name == "localhost"
+
+
+def test_tls_with_two_arguments_reads_the_client_certificate(tmp_path):
+    """`tls CERT KEY`: a client certificate, and the system's CAs."""
+    pki = make_pki(str(tmp_path))
+    config = forward(f"forward . tls://127.0.0.1 {{\n tls {pki.client_cert} {pki.client_key}\n}}")
+    assert config.tls.certificate == open(pki.client_cert, "rb").read() and config.tls.ca is None
+
+
+def test_tls_with_three_arguments_reads_certificate_key_and_ca(tmp_path):
+    """`tls CERT KEY CA`: a client certificate and a CA of our own."""
+    pki = make_pki(str(tmp_path))
+    config = forward(f"forward . tls://127.0.0.1 {{\n tls {pki.client_cert} {pki.client_key} {pki.ca_cert}\n}}")
+    assert config.tls.key == open(pki.client_key, "rb").read()
+    assert config.tls.ca == open(pki.ca_cert, "rb").read()
+
+
+
+def test_the_client_key_stays_out_of_the_configs_repr(tmp_path):
+    """The private key read for `tls CERT KEY` is kept, but never shown in a repr (a log line)."""
+    pki = make_pki(str(tmp_path))
+    config = forward(f"forward . tls://127.0.0.1 {{\n tls {pki.client_cert} {pki.client_key}\n}}")
+    assert config.tls.key and b"PRIVATE KEY" in config.tls.key
+    assert "PRIVATE KEY" not in repr(config)
+
+@pytest.mark.parametrize(
+    "option, message",
+    [
+        ("tls a b c d", "expected 0 to 3 arguments, got 4"),
+        ("tls /nonexistent/ca.pem", "error reading /nonexistent/ca.pem"),
+        ("tls /nonexistent/c.pem /nonexistent/k.pem", "error reading /nonexistent/c.pem"),
+        ("tls_servername", "expected 1 argument, got 0"),
+    ],
+)
+def test_bad_tls_options_name_the_problem_and_the_line(option, message):
+    """tls with too many arguments or unreadable files fails at its own line."""
+    err = error_of(f"forward . tls://192.0.2.1 {{\n{option}\n}}")
+    assert message in err.message and err.line == 3
+
+
+def test_a_file_that_is_not_a_certificate_is_an_error(tmp_path):
+    """A CA file without a PEM certificate fails at setup, naming the file."""
+    bogus = tmp_path / "ca.pem"
+    bogus.write_text("not a certificate\n")
+    err = error_of(f"forward . tls://192.0.2.1 {{\n tls {bogus}\n}}")
+    assert f"could not read root certs from {bogus}" in err.message and err.line == 3
+
+
+def test_a_key_that_is_not_the_certificates_is_an_error(tmp_path):
+    """tls CERT KEY with a key of another certificate fails at setup."""
+    pki = make_pki(str(tmp_path))
+    err = error_of(f"forward . tls://192.0.2.1 {{\n tls {pki.client_cert} {pki.server_key}\n}}")
+    assert "could not load TLS cert" in err.message and err.line == 3
+
+
+def test_both_server_name_forms_at_once_is_an_error():
+    """tls_servername and a per-address %NAME clash, as in CoreDNS."""
+    err = error_of("forward . tls://192.0.2.1%a.example {\n tls_servername b.example\n}")
+    assert "both forward ('b.example') and proxy level ('a.example') TLS servernames are set" in err.message
 
 
 def test_a_bad_port_is_an_error():
@@ -135,7 +232,7 @@ def test_block_options():
         ("expire soon", "invalid duration"),
         ("read_timeout 0s", "read_timeout must be positive"),
         ("frobnicate", "unknown property 'frobnicate'"),
-        ("tls cert.pem key.pem", "not supported"),
+        ("doh_method GET", "not supported"),
         ("next NXDOMAIN", "not supported"),
     ],
 )

@@ -88,8 +88,9 @@ def pod_json(status=None, **metadata):
         pytest.param(
             {"clusterIP": "FD00:0:0::0A"},
             {},
-            Service("shop", "web", cluster_ips=("fd00::a",), ip_families=("IPv6",)),
-            id="ipv6-cluster-ip-written-in-canonical-form",
+            Service("shop", "web", cluster_ips=("fd00::a",), ip_families=("IPv6",),
+                    cluster_ip_as_written="FD00:0:0::0A"),
+            id="ipv6-cluster-ip-parsed-to-canonical-form-and-kept-as-written",
         ),
         pytest.param(
             {"clusterIP": "None", "ipFamilies": ["IPv6"]},
@@ -125,8 +126,9 @@ def pod_json(status=None, **metadata):
         pytest.param(
             {"type": "ExternalName", "externalName": "My.Example.COM."},
             {},
-            Service("shop", "web", type="ExternalName", external_name="my.example.com"),
-            id="external-name-lower-cased-without-root-dot",
+            # CoreDNS's CNAME target is the object's spelling (handler_case_test.go).
+            Service("shop", "web", type="ExternalName", external_name="My.Example.COM"),
+            id="external-name-kept-as-written-without-root-dot",
         ),
         pytest.param(
             {"ports": [
@@ -224,11 +226,56 @@ def test_service_needs_cluster_ip_only_when_the_api_would_allocate_one(service, 
     assert service.needs_cluster_ip is expected
 
 
+def test_service_name_may_start_with_a_digit():
+    """A Service named "1kubernetes" converts, as RelaxedServiceNameValidation lets the API server store it.
+
+    kubernetes/kubernetes test/e2e/network/dns.go, "should work with a service
+    name that starts with a digit" (FeatureGate:RelaxedServiceNameValidation,
+    KEP-5311): ValidateService uses NameIsDNSLabel instead of
+    NameIsDNS1035Label, so the converter must not be stricter.
+    """
+    svc = service_from_api(service_json({"clusterIP": "10.0.0.9", "ports": [{"port": 443}]}, name="1kubernetes"))
+    assert (svc.name, svc.cluster_ips) == ("1kubernetes", ("10.0.0.9",))
+
+
+@pytest.mark.parametrize(
+    "written, canonical",
+    [
+        pytest.param("2001:DB8::1", "2001:db8::1", id="ipv6-upper-case"),
+        pytest.param("2001:db8:0:0:0:0:0:1", "2001:db8::1", id="ipv6-uncompressed"),
+        pytest.param("010.000.000.001", "10.0.0.1", id="ipv4-leading-zeros"),
+    ],
+)
+def test_service_keeps_spec_cluster_ip_as_written_beside_the_parsed_address(written, canonical):
+    """spec.clusterIP is kept verbatim for the kubelet's variables; DNS reads the parsed address.
+
+    The API server stores a non-canonical spelling with a warning only
+    (pkg/apis/core/validation: IsValidIPForLegacyField; ParseIPSloppy reads
+    leading zeros as decimal while StrictIPCIDRValidation is off).
+    """
+    svc = service_from_api(service_json({"clusterIP": written, "ports": [{"port": 80}]}))
+    assert svc.cluster_ips == (canonical,)
+    assert svc.spec_cluster_ip == written
+
+
+def test_service_with_a_canonical_cluster_ip_stores_no_second_spelling():
+    """The verbatim field stays None for the usual canonical address, so it costs no memory."""
+    svc = service_from_api(service_json({"clusterIP": "10.0.0.1", "ports": [{"port": 80}]}))
+    assert svc.cluster_ip_as_written is None
+    assert svc.spec_cluster_ip == "10.0.0.1"
+
+
+def test_fqdn_endpoint_may_end_with_a_dot():
+    """An FQDN address with a trailing dot passes, as IsFullyQualifiedDomainName allows it."""
+    converted = endpoint_slice_from_api(slice_json(address_type="FQDN", endpoints=[{"addresses": ["db.example.org."]}]))
+    assert converted.endpoints[0].addresses == ("db.example.org.",)
+
+
 SERVICE_REJECTIONS = [
     pytest.param({"metadata": {"namespace": "shop"}, "spec": {}}, "metadata.name", id="missing-name"),
     pytest.param({"metadata": {"name": 5, "namespace": "shop"}}, "metadata.name", id="name-not-a-string"),
     pytest.param(service_json(name="Web"), "metadata.name", id="name-upper-case"),
-    pytest.param(service_json(name="1web"), "metadata.name", id="name-starts-with-digit-dns1035"),
+    pytest.param(service_json(name="-web"), "metadata.name", id="name-starts-with-a-dash"),
     pytest.param(service_json(name="a" * 64), "metadata.name", id="name-longer-than-63"),
     pytest.param(service_json(namespace="Shop"), "metadata.namespace", id="bad-namespace"),
     pytest.param({"metadata": {"name": "web"}}, "metadata.namespace", id="no-namespace-and-no-default"),

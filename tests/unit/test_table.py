@@ -11,6 +11,7 @@ from twisted.internet import task
 from discovery.cache.store import Store
 from discovery.config import load_text
 from discovery.dns.kubernetes import KubernetesPlugin
+from discovery.dns.compress import Rendered
 from discovery.dns.request import FastPathPolicy
 from discovery.dns.server import BlockRuntime, DNSServer, _Entry, _question_end, _UDPProtocol
 from discovery.dns.table import AnswerTable
@@ -22,7 +23,7 @@ _QEND = _question_end(_WIRE)
 
 
 def entry() -> _Entry:
-    return _Entry(_WIRE, [_WIRE], _QEND, FastPathPolicy(), 0.0, None, "cluster.local.", 0, "kubernetes")
+    return _Entry(Rendered(_WIRE, False, len(_WIRE)), [_WIRE], _QEND, FastPathPolicy(), 0.0, None, "cluster.local.", 0, "kubernetes")
 
 
 def key(n: int) -> bytes:

@@ -11,7 +11,7 @@ import dns.rcode
 import dns.rdatatype
 import pytest
 
-from discovery.cache.objects import Namespace
+from discovery.cache.objects import Namespace, Service
 from discovery.dns.zone import answer, nodata
 
 from .zone_fixture import CLOCK, SOA, SOA_V4, SOA_V6, Row, ask, cluster, expected, lines, options, table
@@ -285,16 +285,18 @@ REVERSE = [
         authority=SOA_V4),
 ]
 
+# plugin/kubernetes/handler_case_test.go (dnsPreserveCaseCases): the zone part
+# of generated names (SRV target, additional owner, SOA) keeps the query's case.
 CASE = [
     Row("case-kept-in-owner", "SvC1.TeStNs.SvC.cLuStEr.LoCaL.", "A", "NOERROR",
         answer="SvC1.TeStNs.SvC.cLuStEr.LoCaL. 5 IN A 10.0.0.1"),
-    Row("srv-target-is-lower-case", "_HtTp._TcP.sVc1.TeStNs.SvC.cLuStEr.LoCaL.", "SRV", "NOERROR",
-        answer="_HtTp._TcP.sVc1.TeStNs.SvC.cLuStEr.LoCaL. 5 IN SRV 0 100 80 svc1.testns.svc.cluster.local.",
-        additional="svc1.testns.svc.cluster.local. 5 IN A 10.0.0.1"),
-    Row("negative-soa-is-lower-case", "not-a-service.testns.svc.ClUsTeR.lOcAl.", "A", "NXDOMAIN",
-        authority="cluster.local. 5 IN SOA ns.dns.cluster.local. hostmaster.cluster.local. 1700000000 7200 1800 86400 5"),
-    Row("apex-soa-is-the-zone-in-lower-case", "Cluster.local.", "SOA", "NOERROR",
-        answer="cluster.local. 5 IN SOA ns.dns.cluster.local. hostmaster.cluster.local. 1700000000 7200 1800 86400 5"),
+    Row("srv-target-keeps-the-querys-zone-case", "_HtTp._TcP.sVc1.TeStNs.SvC.cLuStEr.LoCaL.", "SRV", "NOERROR",
+        answer="_HtTp._TcP.sVc1.TeStNs.SvC.cLuStEr.LoCaL. 5 IN SRV 0 100 80 svc1.testns.svc.cLuStEr.LoCaL.",
+        additional="svc1.testns.svc.cLuStEr.LoCaL. 5 IN A 10.0.0.1"),
+    Row("negative-soa-keeps-the-querys-zone-case", "not-a-service.testns.svc.ClUsTeR.lOcAl.", "A", "NXDOMAIN",
+        authority="ClUsTeR.lOcAl. 5 IN SOA ns.dns.ClUsTeR.lOcAl. hostmaster.ClUsTeR.lOcAl. 1700000000 7200 1800 86400 5"),
+    Row("apex-soa-is-the-zone-as-asked", "Cluster.local.", "SOA", "NOERROR",
+        answer="Cluster.local. 5 IN SOA ns.dns.Cluster.local. hostmaster.Cluster.local. 1700000000 7200 1800 86400 5"),
     Row("case-kept-in-endpoint-owner", "DUP-NAME.hdls1.testns.svc.cluster.local.", "A", "NOERROR",
         answer="""
             DUP-NAME.hdls1.testns.svc.cluster.local. 5 IN A 172.0.0.4
@@ -386,12 +388,12 @@ def test_soa_serial_is_the_stores_last_modification(default_options):
 
 
 def test_nodata_builds_the_empty_answer_with_the_soa(store, default_options):
-    """nodata() is the NOERROR answer without records, the SOA in authority."""
+    """nodata() is the NOERROR answer without records, the SOA (zone in the query's case) in authority."""
     got = nodata(dns.name.from_text("anything.Cluster.Local."), store, default_options, "cluster.local.")
     assert got.rcode == dns.rcode.NOERROR
     assert got.answer == ()
     assert lines(got.authority) == expected(
-        "cluster.local. 5 IN SOA ns.dns.cluster.local. hostmaster.cluster.local. 1700000000 7200 1800 86400 5"
+        "Cluster.Local. 5 IN SOA ns.dns.Cluster.Local. hostmaster.Cluster.Local. 1700000000 7200 1800 86400 5"
     )
 
 
@@ -409,3 +411,17 @@ def test_name_outside_the_zone_is_refused_with_a_clear_error(store, default_opti
     """Asking about a name shorter than the zone is a caller's mistake, reported as such."""
     with pytest.raises(ValueError, match="not within the zone"):
         answer(dns.name.from_text("local."), dns.rdatatype.A, store, default_options, "cluster.local.")
+
+
+def test_a_cname_target_keeps_the_objects_spelling():
+    """An ExternalName's CNAME target is written as the object holds it, the owner as the client asked.
+
+    plugin/kubernetes/handler_case_test.go keeps the query's case in what it
+    derives from the question and the object's case in what it reads from
+    the object: backend_lookup.go copies svc.ExternalName into the target.
+    """
+    store = cluster()
+    store.put(Service("testns", "mixed", type="ExternalName", external_name="Ext.Interwebs.Test"))
+    got = ask(store, options(), "MiXeD.testns.svc.cluster.local.", "CNAME")
+    assert [line.split()[-1] for line in lines(got.answer)] == ["Ext.Interwebs.Test."]
+    assert lines(got.answer)[0].split()[0] == "MiXeD.testns.svc.cluster.local."

@@ -209,9 +209,11 @@ DNS_ENDPOINT = [
     Row("ns-dns-aaaa-nodata", "ns.dns.cluster.local.", "AAAA", "NOERROR", authority=SOA),
     Row("ns-dns-srv-nodata", "ns.dns.cluster.local.", "SRV", "NOERROR", authority=SOA),
     Row("ns-dns-txt-nodata (Wayfinder)", "ns.dns.cluster.local.", "TXT", "NOERROR", authority=SOA),
-    Row("apex-ns-case-insensitive (Wayfinder)", "Cluster.Local.", "NS", "NOERROR",
-        answer="Cluster.Local. 5 IN NS kube-dns.kube-system.svc.cluster.local.",
-        additional="kube-dns.kube-system.svc.cluster.local. 5 IN A 10.0.0.10"),
+    # handler.go keeps the query's case of the zone ("maintain case of
+    # original query") and ns.go builds the NS names with that zone.
+    Row("apex-ns-keeps-the-querys-zone-case", "Cluster.Local.", "NS", "NOERROR",
+        answer="Cluster.Local. 5 IN NS kube-dns.kube-system.svc.Cluster.Local.",
+        additional="kube-dns.kube-system.svc.Cluster.Local. 5 IN A 10.0.0.10"),
     Row("reverse-apex-ns", "in-addr.arpa.", "NS", "NOERROR",
         answer="in-addr.arpa. 5 IN NS kube-dns.kube-system.svc.in-addr.arpa.",
         additional="kube-dns.kube-system.svc.in-addr.arpa. 5 IN A 10.0.0.10"),

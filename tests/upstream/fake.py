@@ -1,4 +1,4 @@
-"""A scripted DNS server on 127.0.0.1: UDP and TCP on one port.
+"""A scripted DNS server on 127.0.0.1: UDP and TCP (or DNS over TLS) on one port.
 
 The handler gets each query (a Message) and the protocol ("udp"/"tcp") and
 returns a Message to send, raw bytes to send, or None to stay silent.
@@ -55,16 +55,22 @@ class FakeUpstream:
         self.received: list[tuple[str, dns.message.Message]] = []
         self._waiters: list[tuple[int, defer.Deferred]] = []
         self._ports = []
+        self.tls = False
         #: Hang up every TCP connection after one reply.
         self.close_tcp_after_reply = False
 
-    def start(self) -> "FakeUpstream":
+    def start(self, tls=None) -> "FakeUpstream":
+        """Listen; with tls (Twisted server TLS options) the stream port speaks DNS over TLS."""
         factory = protocol.Factory.forProtocol(lambda: _TCP(self))
+        self.tls = tls is not None
         for _ in range(20):
             udp = self.reactor.listenUDP(0, _UDP(self), interface="127.0.0.1")
             port = udp.getHost().port
             try:
-                tcp = self.reactor.listenTCP(port, factory, interface="127.0.0.1")
+                if tls is None:
+                    tcp = self.reactor.listenTCP(port, factory, interface="127.0.0.1")
+                else:
+                    tcp = self.reactor.listenSSL(port, factory, tls, interface="127.0.0.1")
             except error.CannotListenError:
                 udp.stopListening()
                 continue
@@ -79,7 +85,7 @@ class FakeUpstream:
 
     @property
     def address(self) -> UpstreamAddress:
-        return UpstreamAddress("127.0.0.1", self.port)
+        return UpstreamAddress("127.0.0.1", self.port, "tls" if self.tls else "dns")
 
     def wait_for(self, count: int, timeout: float = 5.0) -> defer.Deferred:
         """Fires once `count` queries have arrived."""

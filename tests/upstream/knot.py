@@ -11,13 +11,11 @@ it back on the same port.
 from __future__ import annotations
 
 import os
-import shutil
 import socket
 import tempfile
 
-from twisted.internet import defer, protocol
-
 from discovery.dns.upstream import UpstreamAddress
+from tests.upstream.daemon import Daemon
 
 ZONE = "example.test."
 ZONE_TEXT = """\
@@ -47,13 +45,6 @@ zone:
     file: example.test.zone
 """
 
-_SEARCH_PATH = os.pathsep.join([os.environ.get("PATH", ""), "/usr/sbin", "/sbin"])
-
-
-def knotd_path() -> str | None:
-    return shutil.which("knotd", path=_SEARCH_PATH)
-
-
 def free_port() -> int:
     """A port free on 127.0.0.1 for both UDP and TCP, right now."""
     for _ in range(50):
@@ -69,56 +60,23 @@ def free_port() -> int:
     raise RuntimeError("no port free for both UDP and TCP")
 
 
-class _Knotd(protocol.ProcessProtocol):
-    def __init__(self):
-        self.ready = defer.Deferred()
-        self.ended = defer.Deferred()
-        self.log = b""
+class KnotServer(Daemon):
+    program = "knotd"
+    package = "knot"
+    ready_markers = (b"server started", b"loaded, serial")
 
-    def errReceived(self, data: bytes) -> None:
-        self.log += data
-        if not self.ready.called and b"server started" in self.log and b"loaded, serial" in self.log:
-            self.ready.callback(None)
-
-    def processEnded(self, reason) -> None:
-        if not self.ready.called:
-            self.ready.errback(RuntimeError(f"knotd exited before it was ready:\n{self.log.decode(errors='replace')}"))
-        self.ended.callback(None)
-
-
-class KnotServer:
     def __init__(self, reactor):
-        self.reactor = reactor
         # A short directory: knotd's control socket lives there (sun_path is 108 bytes).
-        self.directory = tempfile.mkdtemp(prefix="knot")
+        super().__init__(reactor, tempfile.mkdtemp(prefix="knot"))
         self.port = free_port()
         with open(os.path.join(self.directory, "example.test.zone"), "w") as f:
             f.write(ZONE_TEXT)
         with open(os.path.join(self.directory, "knot.conf"), "w") as f:
             f.write(CONFIG.format(port=self.port, directory=self.directory))
-        self._process = None
-        self._protocol: _Knotd | None = None
 
     @property
     def address(self) -> UpstreamAddress:
         return UpstreamAddress("127.0.0.1", self.port)
 
-    def start(self, timeout: float = 20.0) -> defer.Deferred:
-        knotd = knotd_path()
-        if knotd is None:
-            raise RuntimeError("knotd is not installed (tests/run installs Debian's knot package)")
-        self._protocol = _Knotd()
-        config = os.path.join(self.directory, "knot.conf")
-        self._process = self.reactor.spawnProcess(self._protocol, knotd, [knotd, "-c", config], env=dict(os.environ))
-        return self._protocol.ready.addTimeout(timeout, self.reactor)
-
-    def kill(self) -> defer.Deferred:
-        """SIGKILL, like a crash; fires once the process is gone."""
-        if self._protocol is None or self._protocol.ended.called:
-            return defer.succeed(None)
-        self._process.signalProcess("KILL")
-        return self._protocol.ended
-
-    def close(self) -> defer.Deferred:
-        d = self.kill()
-        return d.addBoth(lambda _: shutil.rmtree(self.directory, ignore_errors=True))
+    def arguments(self) -> list[str]:
+        return ["-c", os.path.join(self.directory, "knot.conf")]

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import dns.flags
 import dns.message
-import dns.rdataclass
 import dns.rdatatype
 import dns.rrset
 
@@ -25,9 +24,12 @@ def make_request(
     qid: int | None = None,
     zone: str = ".",
     client: tuple[str, int] = ("127.0.0.1", 40000),
+    rdclass: str = "IN",
+    options: tuple = (),
 ) -> Request:
     query = dns.message.make_query(
-        name, rdtype, use_edns=0 if (edns or do) else False, want_dnssec=do, payload=payload
+        name, rdtype, rdclass, use_edns=0 if (edns or do or options) else False, want_dnssec=do, payload=payload,
+        options=list(options) or None,
     )
     if qid is not None:
         query.id = qid
@@ -38,12 +40,12 @@ def make_request(
     if not rd:
         query.flags &= ~dns.flags.RD
     question = query.question[0]
-    with_edns = edns or do
+    with_edns = edns or do or bool(options)
     return Request(
         query=query,
         qname=question.name,
         qtype=question.rdtype,
-        qclass=dns.rdataclass.IN,
+        qclass=question.rdclass,
         zone=zone,
         server="dns://:53",
         proto=proto,
