@@ -20,8 +20,11 @@ copy (see `discovery.dns.server`). This module is the table itself:
   deletions at the dict's front: 88 us per eviction at 200,000 entries.)
 * **Admission on the second sighting** (`admit`): the fast route keeps an
   answer it rendered for a question only when that question was seen
-  before (a bounded set of hashes, reserved out of the limit), so a flood of
-  one-off names never enters the table; prepared answers are kept at once.
+  before (a Bloom filter of about 1 byte per 100 bytes of the bound, reserved
+  out of it, forgotten when it has seen a question per 100 bytes), so a
+  flood of one-off names never enters the table, while a hot set whose
+  questions recur within that window is let in; prepared answers are kept
+  at once.
 * **Dependency index**: token -> keys of the entries that depend on it,
   so that a Store change drops exactly its dependants (`invalidate`); an
   evicted entry leaves the index with it, so the index never outgrows the
@@ -49,8 +52,11 @@ _DEPENDENCY_COST = 60
 _TOKEN_COST = 650
 # A negative answer's serial patcher (`discovery.dns.server._Serial`) and its offsets.
 _SERIAL_COST = 150
-# One remembered sighting (`admit`): an int and its set slot.
-_SIGHTING_COST = 80
+# Questions seen once (`admit`) per byte of the table's bound, and bits of
+# the sightings filter per question: 8 bits and two probes let about 5 % of
+# one-off questions in by mistake, which costs nothing but their room.
+_SIGHTINGS_PER_BYTE = 1 / 100
+_BITS_PER_SIGHTING = 8
 
 
 def entry_cost(key: bytes, entry) -> int:
@@ -79,11 +85,15 @@ class AnswerTable:
         self._ring: list[bytes | None] = []
         self._hand = 0
         self._free: list[int] = []
-        # Questions seen once (`admit`), as hashes; forgotten all at once
-        # when full. Their room is reserved out of the limit.
-        self._seen: set[int] = set()
-        self._seen_limit = max(64, limit // 1024)
-        self._reserved = self._seen_limit * _SIGHTING_COST
+        # Questions seen once (`admit`): a Bloom filter of two probes,
+        # forgotten all at once when it has taken its share; its bytes are
+        # reserved out of the limit.
+        self._sightings_limit = max(1024, int(limit * _SIGHTINGS_PER_BYTE))
+        size = 1 << (self._sightings_limit * _BITS_PER_SIGHTING - 1).bit_length()
+        self._mask = size - 1
+        self._filter = bytearray(size >> 3)
+        self._sightings = 0
+        self._reserved = len(self._filter) + 100
         self.bytes = self._reserved
 
     def __len__(self) -> int:
@@ -99,13 +109,18 @@ class AnswerTable:
         on: a flood of names asked once then passes by without displacing
         anything (TinyLFU's doorkeeper).
         """
-        seen = self._seen
-        sighting = hash(key)
-        if sighting in seen:
+        bits = self._filter
+        value = hash(key)
+        mask = self._mask
+        first, second = value & mask, (value >> 32) & mask
+        if bits[first >> 3] >> (first & 7) & 1 and bits[second >> 3] >> (second & 7) & 1:
             return True
-        if len(seen) >= self._seen_limit:
-            seen.clear()
-        seen.add(sighting)
+        if self._sightings >= self._sightings_limit:
+            bits[:] = bytes(len(bits))
+            self._sightings = 0
+        bits[first >> 3] |= 1 << (first & 7)
+        bits[second >> 3] |= 1 << (second & 7)
+        self._sightings += 1
         return False
 
     def put(self, key: bytes, entry, tokens: Iterable[Hashable]) -> bool:
@@ -162,7 +177,8 @@ class AnswerTable:
         self._canonical.clear()
         self._ring.clear()
         self._free.clear()
-        self._seen.clear()
+        self._filter[:] = bytes(len(self._filter))
+        self._sightings = 0
         self._hand = 0
         self.bytes = self._reserved
 

@@ -17,7 +17,8 @@ microseconds per query:
 * from the table (the same questions asked again);
 * a hot set of 20,000 questions (Service A and SRV) at 50 % of the traffic,
   the other 50 % unique names, with the table at its default bound: the
-  hot set's hit rate and the mean cost per query.
+  hot set's hit rate once each hot question has been asked twice (answers
+  are kept from the second sighting), and the mean cost per query.
 
 Asserts nothing.
 """
@@ -125,7 +126,7 @@ def main(argv: list[str] | None = None) -> None:
     timed(protocol, wires)
     hit = min(timed(protocol, wires) for _ in range(3))
     rows.append(("from the table of rendered answers", hit))
-    hot_rate, flood_cost = hot_set_under_a_flood(server, protocol, args.services, max(args.queries, 100_000))
+    hot_rate, flood_cost = hot_set_under_a_flood(server, protocol, args.services, max(args.queries, 120_000))
     rows.append(("hot set 50 % + unique names 50 %", flood_cost))
     print(f"{args.services} Services; {args.queries} questions per row, metrics on; best of 3")
     for label, cost in rows:
@@ -141,15 +142,18 @@ def hot_set_under_a_flood(server: DNSServer, protocol: _UDPProtocol, services: i
     for wire in hot:
         protocol.datagramReceived(wire, CLIENT)
     entries = server.table.entries
-    hits = 0
+    hits = asked = 0
     started = time.perf_counter()
     for n in range(count // 2):
         wire = hot[n % len(hot)]
         before = len(entries), server.table.evictions
         protocol.datagramReceived(wire, CLIENT)
-        hits += (len(entries), server.table.evictions) == before
+        if n >= len(hot):
+            # After one cycle, every hot question has had its second sighting.
+            asked += 1
+            hits += (len(entries), server.table.evictions) == before
         protocol.datagramReceived(flood[n], CLIENT)
-    return hits / (count // 2), (time.perf_counter() - started) / count
+    return hits / max(asked, 1), (time.perf_counter() - started) / count
 
 
 if __name__ == "__main__":

@@ -125,13 +125,13 @@ def _unique_name_server(limit: int):
     return server, protocol
 
 
-def test_a_flood_of_names_asked_once_never_enters_the_table():
-    """Unique NXDOMAIN names through the server: answered, none kept, the sightings within their room."""
+def test_a_flood_of_names_asked_once_barely_enters_the_table():
+    """Unique NXDOMAIN names through the server: answered, at most the filter's mistakes (5 %) kept."""
     server, protocol = _unique_name_server(128 << 10)
     for n in range(5_000):
         protocol.datagramReceived(dns.message.make_query(f"n{n}.example.testns.svc.cluster.local.", "A").to_wire(), ("192.0.2.1", 53))
-    assert len(server.table) == 0
-    assert len(server.table._seen) <= server.table._seen_limit
+    assert len(server.table) <= 5_000 * 0.05
+    assert server.table._sightings <= server.table._sightings_limit
 
 
 def test_names_asked_twice_fill_the_table_only_to_its_limit():
