@@ -41,7 +41,7 @@ from ..zones import longest_match
 from . import zone as zone_answers
 from .request import ANY_CHANGE, Next, Request, Result
 
-__all__ = ["KubernetesPlugin", "store_key", "invalidation_tokens", "local_addresses", "PLUGINS"]
+__all__ = ["KubernetesPlugin", "store_key", "invalidation_tokens", "respond", "local_addresses", "PLUGINS"]
 
 #: The sync state of the Store's source: a Deferred that fires once it has
 #: synced, a function that tells, or a fixed flag.
@@ -155,17 +155,22 @@ class KubernetesPlugin:
         return lookup
 
     def _respond(self, request: Request, answer: zone_answers.Answer) -> dns.message.Message:
-        response = request.reply()
-        # CoreDNS writes REFUSED (zone transfers) through the server's error
-        # path, which does not claim authority; every other answer is ours.
-        if answer.rcode != dns.rcode.REFUSED:
-            response.flags |= dns.flags.AA
-        response.set_rcode(answer.rcode)
-        response.answer.extend(answer.answer)
-        response.authority.extend(answer.authority)
-        response.additional.extend(answer.additional)
-        request.plugin = self.name
-        return response
+        return respond(request, answer, self.name)
+
+
+def respond(request: Request, answer: zone_answers.Answer, plugin: str) -> dns.message.Message:
+    """The response carrying an Answer, written by plugin (for the metrics' plugin label)."""
+    response = request.reply()
+    # CoreDNS writes REFUSED (zone transfers) through the server's error
+    # path, which does not claim authority; every other answer is ours.
+    if answer.rcode != dns.rcode.REFUSED:
+        response.flags |= dns.flags.AA
+    response.set_rcode(answer.rcode)
+    response.answer.extend(answer.answer)
+    response.authority.extend(answer.authority)
+    response.additional.extend(answer.additional)
+    request.plugin = plugin
+    return response
 
 
 def local_addresses(bound: Iterable[str]) -> tuple[str, ...]:

@@ -25,7 +25,9 @@ that a rendered answer can be reused until one of them changes:
 * ``("namespace", ns)``: any object in namespace ns, or the Namespace ns;
 * ``("address", ip)``: any object holding that IP;
 * ``("serial",)``: the SOA in the answer, whose serial is the Store's
-  last modification time.
+  last modification time;
+* ``("external-serial",)``: the k8s_external zone's SOA, whose serial is
+  the Store's last change to external addresses.
 
 `change_dependencies` gives the tokens a Store change touches.
 """
@@ -54,7 +56,7 @@ from dns.rdtypes.IN.SRV import SRV
 
 from ..cache.objects import Endpoint, EndpointSlice, Pod, Service, ServicePort
 from ..cache.selectors import LabelSelector
-from ..cache.store import Change, Store
+from ..cache.store import Change, Store, affects_external
 
 __all__ = [
     "Answer",
@@ -171,6 +173,9 @@ def change_dependencies(change: Change) -> frozenset:
     """
     tokens = {("namespace", change.namespace), _SERIAL}
     tokens.update(("address", ip) for ip in change.addresses())
+    if affects_external(change):
+        # The k8s_external zone's SOA serial (discovery.dns.k8s_external).
+        tokens.add(("external-serial",))
     return frozenset(tokens)
 
 
@@ -530,6 +535,20 @@ def _endpoint_name(endpoint: Endpoint, address: str, pod_names: bool) -> str:
     return dashed + "0" if dashed.endswith("-") else dashed
 
 
+def _endpoint_addresses(q: _Query, service: Service):
+    """Each ready address of a Service's endpoints: (address, endpoint name, its slice's ports)."""
+    pod_names = q.options.endpoint_pod_names
+    for eps in _slices(q, service):
+        ports = [
+            _PortSpec(p.name, p.protocol, -1 if p.port is None else p.port) for p in eps.ports
+        ] or _NO_PORTS
+        for ep in eps.endpoints:
+            if not _ready(ep, service):
+                continue
+            for address in ep.addresses:
+                yield address, _endpoint_name(ep, address, pod_names), ports
+
+
 def _ports_match(want_port: str, want_protocol: str, port: _PortSpec | ServicePort) -> bool:
     """kubernetes.go matchPortAndProtocol: an empty wish matches anything, case-insensitively."""
     return (not want_port or want_port == port.name.lower()) and (
@@ -558,22 +577,13 @@ def _find_service(
         return [_Entry(service.external_name, 0, ())]
     if service.headless or endpoint:
         entries = []
-        pod_names = q.options.endpoint_pod_names
-        for eps in _slices(q, service):
-            ports = [
-                _PortSpec(p.name, p.protocol, -1 if p.port is None else p.port) for p in eps.ports
-            ] or _NO_PORTS
-            for ep in eps.endpoints:
-                if not _ready(ep, service):
-                    continue
-                for address in ep.addresses:
-                    host = _endpoint_name(ep, address, pod_names)
-                    if endpoint and endpoint != host.lower():
-                        continue
-                    target = (host, service.name, namespace, "svc")
-                    for spec in ports:
-                        if _ports_match(port, protocol, spec):
-                            entries.append(_Entry(address, spec.port, target))
+        for address, host, ports in _endpoint_addresses(q, service):
+            if endpoint and endpoint != host.lower():
+                continue
+            target = (host, service.name, namespace, "svc")
+            for spec in ports:
+                if _ports_match(port, protocol, spec):
+                    entries.append(_Entry(address, spec.port, target))
         return entries or None
     entries = []
     matched = False
