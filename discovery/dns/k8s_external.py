@@ -45,7 +45,7 @@ from ..cache.objects import Service
 from ..cache.store import Store
 from ..corefile import Directive
 from ..plugin import BuildContext, PluginSpec
-from ..zones import Fallthrough, in_zone, longest_match, normalize_zone
+from ..zones import Fallthrough, longest_match, normalize_zone
 from . import zone as zone_answers
 from .request import Next, Request, Result
 from .zone import (  # the kubernetes zone's building blocks, shared
@@ -65,12 +65,10 @@ from .zone import (  # the kubernetes zone's building blocks, shared
     _address_rdata,
     _endpoint_addresses,
     _namespace_exposed,
-    _PortSpec,
     _ports_match,
     _Query,
     _ready,
     _reverse_address,
-    _slices,
     _strip_underscore,
     _visible,
 )

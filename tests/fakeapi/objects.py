@@ -32,7 +32,12 @@ def service(
     labels: dict | None = None,
     selector: dict | None = None,
     external_name: str | None = None,
+    type: str | None = None,
+    external_ips: tuple[str, ...] = (),
+    ingress: tuple[dict, ...] | None = None,
 ) -> dict:
+    """A Service; `type` NodePort or LoadBalancer gets node ports from the cluster,
+    `ingress` (status.loadBalancer.ingress entries) is what a load balancer controller writes."""
     spec: dict = {
         "ports": [{"name": n, "protocol": "TCP", "port": p, "targetPort": p} for n, p in ports],
         "selector": selector if selector is not None else {"app": name},
@@ -42,12 +47,19 @@ def service(
         spec = {"type": "ExternalName", "externalName": external_name}
     elif headless:
         spec["clusterIP"] = "None"
-    return {
+    if type is not None and external_name is None:
+        spec["type"] = type
+    if external_ips:
+        spec["externalIPs"] = list(external_ips)
+    obj = {
         "kind": "Service",
         "apiVersion": "v1",
         "metadata": {"name": name, "namespace": namespace, "labels": _labels(labels)},
         "spec": spec,
     }
+    if ingress is not None:
+        obj["status"] = {"loadBalancer": {"ingress": [dict(entry) for entry in ingress]}}
+    return obj
 
 
 def _suffix(text: str) -> str:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import attrs
 import dns.name
+import dns.rrset
 import dns.rcode
 import dns.rdatatype
 import pytest
@@ -304,3 +305,60 @@ def test_setup_errors_name_the_line(text):
     with pytest.raises(CorefileError) as raised:
         load_text(f"example.org {{\n kubernetes cluster.local\n {text}\n}}\n")
     assert raised.value.line == 4
+
+
+# --- the plugin in the chain ---------------------------------------------------------------
+
+
+def plugin_for(directive: str, store):
+    from twisted.internet.task import Clock
+
+    from discovery.dns.k8s_external import ExternalPlugin
+
+    config = load_text(f". {{\n kubernetes cluster.local\n {directive}\n}}\n").servers[0].plugin("k8s_external")
+    return ExternalPlugin(config, store, external_options().zone, Clock())
+
+
+def test_plugin_passes_names_outside_its_zones(store):
+    """A name outside the k8s_external zones goes to the next plugin."""
+    from .test_kubernetes_plugin import FakeNext, request
+
+    following = FakeNext()
+    assert plugin_for("k8s_external example.com", store).serve(request("svc1.testns.other.org."), following) is following.response
+
+
+def test_plugin_falls_through_on_nxdomain_only(store):
+    """`fallthrough`: NXDOMAIN goes to the next plugin; NODATA is answered."""
+    from .test_kubernetes_plugin import FakeNext, request
+
+    following = FakeNext()
+    plugin = plugin_for("k8s_external example.com {\n fallthrough\n }", store)
+    assert plugin.serve(request("svc0.testns.example.com."), following) is following.response
+    nodata = plugin.serve(request("svc1.testns.example.com.", "AAAA"), following)
+    assert nodata.rcode() == dns.rcode.NOERROR and len(following.requests) == 1
+
+
+def test_plugin_appends_the_hostname_lookup_after_the_cname(store):
+    """An ingress hostname: CNAME, then the upstream's records for it, and the answer expires with them."""
+    import dns.message
+    from twisted.internet.defer import succeed
+
+    from .test_kubernetes_plugin import FakeNext, request
+
+    upstream = dns.message.make_response(dns.message.make_query("dummy.hostname.", "A"))
+    upstream.answer.append(dns.rrset.from_text("dummy.hostname.", 30, "IN", "A", "192.0.2.44"))
+    asked = []
+
+    def lookup(name, rdtype):
+        asked.append((name.to_text(), rdtype))
+        return succeed(upstream)
+
+    req = request("svc12.testns.example.com.", "A", lookup=lookup)
+    results = []
+    plugin_for("k8s_external example.com", store).serve(req, FakeNext()).addCallback(results.append)
+    (response,) = results
+    assert asked == [("dummy.hostname.", dns.rdatatype.A)]
+    assert lines(response.answer) == expected(
+        "svc12.testns.example.com. 5 IN CNAME dummy.hostname.\ndummy.hostname. 30 IN A 192.0.2.44"
+    )
+    assert req.fastpath.reusable and req.fastpath.expires == 30
