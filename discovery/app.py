@@ -357,6 +357,11 @@ class Application:
             assembly.plugins[key] = plugin
             chain.append(plugin)
             keys.append(key)
+        for plugin in chain:
+            # transfer asks the block's other plugins for their zones.
+            set_chain = getattr(plugin, "set_chain", None)
+            if set_chain is not None:
+                set_chain(chain)
         log_configs = block.plugin("log")
         errors_config = block.plugin("errors")
         loadbalance = block.plugin("loadbalance") is not None
@@ -411,3 +416,4 @@ class Application:
                 if failures:
                     failures[0].raiseException()
             assembly.webhooks[key] = server
+

@@ -585,6 +585,18 @@ class ExternalPlugin:
             return self._chase(request, result)
         return self._respond(request, found)
 
+    def transfer(self, zone: str, serial: int):
+        """The zone's records for AXFR (transfer.go), or None when zone is not one of ours.
+
+        An IXFR whose serial is the current one, or newer, gets the SOA alone.
+        """
+        if zone not in self.config.zones:
+            return None
+        records = transfer_records(self.store, self.options, zone)
+        if serial and serial >= self.store.external_modified & 0xFFFFFFFF:
+            return [next(records)]
+        return records
+
     def _chase(self, request: Request, result: ExternalAnswer):
         """Resolve hostname targets through the server; a failed lookup adds nothing (as CoreDNS)."""
         lookups = [

@@ -37,7 +37,7 @@ from twisted.python.failure import Failure
 from ..cache.config import KubernetesConfig, setup_kubernetes
 from ..cache.store import Change, Store
 from ..plugin import BuildContext, PluginSpec
-from ..zones import longest_match
+from ..zones import is_reverse, longest_match
 from . import zone as zone_answers
 from .request import ANY_CHANGE, Next, Request, Result
 
@@ -117,6 +117,19 @@ class KubernetesPlugin:
         if answer.chase is not None and request.lookup is not None:
             return self._chase(request, answer, zone)
         return self._respond(request, answer)
+
+    def transfer(self, zone: str, serial: int):
+        """The zone's records for AXFR (xfr.go), or None when this is not one of our forward zones.
+
+        An IXFR whose serial is the current one gets the SOA alone. Until the
+        cache has synced there is nothing true to transfer: None.
+        """
+        if zone not in self._config.zones or is_reverse(zone) or not self._has_synced():
+            return None
+        records = zone_answers.transfer_records(self._store, self._options, zone)
+        if serial and serial == zone_answers.soa_serial(self._store):
+            return [next(records)]
+        return records
 
     def _tokens(self, dependencies: Iterable[Hashable]) -> list[tuple]:
         key = self._key

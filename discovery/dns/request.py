@@ -3,7 +3,8 @@
 A server block's plugins form a chain in CoreDNS's order (cache, hosts,
 kubernetes, loop, forward). Each plugin's ``serve(request, next)`` either
 answers, returning a response `dns.message.Message` (or a Deferred that fires
-with one), or passes the request on with ``next(request)``.
+with one, or over TCP a `Stream` of several), or passes the request on with
+``next(request)``.
 
 While it answers, a plugin also says how the server may reuse the rendered
 answer for the next identical question (`FastPathPolicy`): which cache
@@ -14,7 +15,7 @@ reused at all. The server's table of rendered answers relies on that.
 from __future__ import annotations
 
 import math
-from typing import Callable, Hashable, Protocol, Union
+from typing import Callable, Hashable, Iterator, Protocol, Union
 
 import attrs
 import dns.flags
@@ -24,6 +25,7 @@ from twisted.internet.defer import Deferred
 
 __all__ = [
     "Request",
+    "Stream",
     "FastPathPolicy",
     "Plugin",
     "Next",
@@ -32,7 +34,7 @@ __all__ = [
     "PluginError",
 ]
 
-Result = Union[dns.message.Message, Deferred]
+Result = Union[dns.message.Message, Deferred, "Stream"]
 Next = Callable[["Request"], Result]
 
 #: A dependency on every change of a store (a token is (store key, what)).
@@ -45,6 +47,18 @@ class PluginError(Exception):
     The server answers SERVFAIL and `errors` logs it; unlike any other
     exception it is not a bug, so it does not count in coredns_panics_total.
     """
+
+
+@attrs.define(eq=False)
+class Stream:
+    """A response of several messages, over TCP only (a zone transfer, RFC 5936).
+
+    The messages are made lazily: the server renders and writes one at a
+    time, as fast as the client reads them, and answers other queries in
+    between. Never reused.
+    """
+
+    messages: Iterator[dns.message.Message]
 
 
 @attrs.define(slots=True)

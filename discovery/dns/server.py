@@ -50,7 +50,7 @@ from ..zones import longest_match
 from .compress import render, udp_sizes_served
 from .edns import COOKIE_ALONE, has_malformed_options, options_end
 from .loadbalance import rotations
-from .request import FastPathPolicy, PluginError, Request
+from .request import FastPathPolicy, PluginError, Request, Stream
 
 __all__ = ["BlockRuntime", "DNSServer", "AnswerTable", "render", "MAX_UDP_SIZE"]
 
@@ -363,6 +363,8 @@ class DNSServer:
         # Reuses reach the plugins' counters within a second.
         self._reporter = task.LoopingCall(self.report_reuses)
         self._reporter.clock = reactor
+        #: Runs the steps of Streams (zone transfers) between other work.
+        self._cooperator = task.Cooperator(scheduler=lambda step: reactor.callLater(0, step))
         self.set_blocks(blocks)
 
     # -- configuration ------------------------------------------------------
@@ -533,8 +535,9 @@ class DNSServer:
 
     # -- the full path ------------------------------------------------------------
 
-    def answer(self, data: bytes, client: tuple[str, int], proto: str, send: Callable[[bytes], None]) -> None:
-        """Answer one packet on the full path; send is called at most once."""
+    def answer(self, data: bytes, client: tuple[str, int], proto: str, send: Callable[[bytes], None], connection=None) -> None:
+        """Answer one packet on the full path; send is called at most once,
+        except for a `Stream` on a TCP connection (see `_stream`)."""
         started = self.reactor.seconds()
         if len(data) < 12 or data[2] & 0x80:
             # Unreadable header, or a response: never answer (no loops).
@@ -592,10 +595,10 @@ class DNSServer:
         request.lookup = lambda name, rdtype: self._lookup(block, request, name, rdtype)
         result = self._run(block, request)
         if isinstance(result, Deferred):
-            result.addCallback(self._respond, block, request, data, send, started)
+            result.addCallback(self._respond, block, request, data, send, started, connection)
             result.addErrback(_log_unhandled)
         else:
-            self._respond(result, block, request, data, send, started)
+            self._respond(result, block, request, data, send, started, connection)
 
     def _run(self, block: BlockRuntime, request: Request):
         try:
@@ -625,7 +628,10 @@ class DNSServer:
         request.fastpath.forbid()
         return response
 
-    def _respond(self, response: dns.message.Message | None, block: BlockRuntime, request: Request, data: bytes, send, started: float) -> None:
+    def _respond(self, response, block: BlockRuntime, request: Request, data: bytes, send, started: float, connection=None) -> None:
+        if isinstance(response, Stream):
+            self._stream(response, block, request, data, send, started, connection)
+            return
         if response is None:
             # A plugin dropped the query (acl's drop): no reply at all. As
             # in CoreDNS, metrics and log still count it: NOERROR, size 0.
@@ -651,6 +657,55 @@ class DNSServer:
             ).record(len(data), len(wire), duration)
         if block.query_log is not None:
             block.query_log(request.client[0], request.client[1], request.proto, data, wire, rcode, duration)
+
+    # -- responses of several messages (zone transfers) ---------------------------
+
+    def _stream(self, stream: Stream, block: BlockRuntime, request: Request, data: bytes, send, started: float, connection) -> None:
+        """Write a Stream's messages one per cooperative step, as fast as the client reads.
+
+        Each step renders one message (up to 64 KB), so other queries are
+        answered between steps; the connection's transport pauses the steps
+        while its buffer is full (an IPushProducer). A second stream on the
+        same connection waits for the first. Without a TCP connection there
+        is no stream: REFUSED, as CoreDNS answers a transfer over UDP.
+        """
+        if connection is None:
+            response = request.reply()
+            response.set_rcode(dns.rcode.REFUSED)
+            self._respond(response, block, request, data, send, started)
+            return
+        sent = [b""]
+
+        def steps():
+            for message in stream.messages:
+                wire = message.to_wire(max_size=65535, want_shuffle=False)
+                if not sent[0]:
+                    sent[0] = wire
+                send(wire)
+                connection.keep_alive()
+                yield None
+
+        def start(_=None) -> Deferred:
+            transport = connection.transport
+            if transport is None or not transport.connected:
+                return defer.succeed(None)
+            work = self._cooperator.cooperate(steps())
+            transport.registerProducer(_TaskProducer(work), True)
+
+            def finished(result):
+                if connection.transport is not None and connection.transport.producer is not None:
+                    connection.transport.unregisterProducer()
+                if isinstance(result, Failure) and not result.check(task.TaskStopped):
+                    log.error("%s %s: stream failed: %s", request.qname, dns.rdatatype.to_text(request.qtype), result.getErrorMessage())
+                    connection.transport.loseConnection()
+                # Counted once, with the first message's size (each message is one response).
+                self._report(block, request, data, sent[0], dns.rcode.NOERROR, started)
+
+            return work.whenDone().addBoth(finished)
+
+        previous = connection.streaming
+        connection.streaming = previous.addCallback(start) if previous is not None else start()
+        connection.streaming.addBoth(lambda _: None)
 
     def _remember(self, block, request: Request, data: bytes, rendered, variants, rcode: int) -> None:
         policy: FastPathPolicy = request.fastpath
@@ -717,6 +772,30 @@ def _not_dropped(response: dns.message.Message | None, name: dns.name.Name) -> d
     return response
 
 
+class _TaskProducer:
+    """A cooperative task as a transport's push producer: paused while the client is not reading."""
+
+    def __init__(self, work: task.CooperativeTask):
+        self.work = work
+        self.paused = False
+
+    def pauseProducing(self) -> None:
+        if not self.paused:
+            self.paused = True
+            self.work.pause()
+
+    def resumeProducing(self) -> None:
+        if self.paused:
+            self.paused = False
+            self.work.resume()
+
+    def stopProducing(self) -> None:
+        try:
+            self.work.stop()
+        except (task.TaskDone, task.TaskFinished):
+            pass
+
+
 def _log_unhandled(failure: Failure) -> None:
     log.error("unhandled error while answering: %s", failure.getTraceback())
 
@@ -760,6 +839,8 @@ class _TCPProtocol(protocol.Protocol):
         self.server = server
         self.buffer = b""
         self.idle = None
+        #: The Deferred of the Stream being written (a zone transfer), or None.
+        self.streaming = None
 
     def connectionMade(self) -> None:
         self.server._tcp_connections.add(self)
@@ -771,6 +852,10 @@ class _TCPProtocol(protocol.Protocol):
         if self.idle is not None and self.idle.active():
             self.idle.cancel()
         self.idle = None
+
+    def keep_alive(self) -> None:
+        """A message of a Stream went out: the connection is not idle."""
+        self._touch()
 
     def _touch(self) -> None:
         if self.idle is not None and self.idle.active():
@@ -805,7 +890,7 @@ class _TCPProtocol(protocol.Protocol):
             self._send(wire)
             server.record_fast(entry, "tcp", (self.peer.host, self.peer.port), message, wire, qend, dnssec_ok, started)
             return
-        server.answer(message, (self.peer.host, self.peer.port), "tcp", self._send)
+        server.answer(message, (self.peer.host, self.peer.port), "tcp", self._send, self)
 
 
 class _TCPFactory(protocol.ServerFactory):

@@ -37,7 +37,7 @@ from __future__ import annotations
 import functools
 import ipaddress
 import math
-from typing import Iterable, NamedTuple
+from typing import Iterable, Iterator, NamedTuple
 
 import attrs
 import dns.name
@@ -65,6 +65,8 @@ __all__ = [
     "nodata",
     "change_dependencies",
     "DNS_SCHEMA_VERSION",
+    "transfer_records",
+    "soa_serial",
 ]
 
 #: The schema version served at dns-version.<zone> (CoreDNS's DNSSchemaVersion).
@@ -862,3 +864,85 @@ def _reverse_targets(q: _Query, ip: str) -> list[tuple[str, ...]]:
                 if target not in targets:
                     targets.append(target)
     return targets
+
+
+# --- the whole zone, for AXFR (xfr.go) -------------------------------------------------
+
+
+def soa_serial(store: Store) -> int:
+    """The serial of every kubernetes zone's SOA: the Store's last modification time."""
+    return store.modified & 0xFFFFFFFF
+
+
+def transfer_records(store: Store, options: ZoneOptions, zone: str) -> Iterator[dns.rrset.RRset]:
+    """The zone's records in CoreDNS's order (xfr.go transferServices), one record per RRset.
+
+    The SOA; an NS record per name server and their addresses; then each
+    exposed Service, by name: its cluster IPs and an SRV record per port
+    (weight 100), or, without a cluster IP, its ready endpoints (the
+    Service's name and each endpoint's, and an SRV record per named port);
+    an ExternalName's CNAME; the SOA again. A generator: the caller
+    streams it in messages as it goes.
+    """
+    zone_labels = dns.name.from_text(zone).labels
+    q = _Query(store, options, zone_labels)
+    ttl = options.ttl
+    soa = _soa(q)
+    yield soa
+    apex = dns.name.Name(zone_labels)
+    servers = _ns_addresses(q)
+    for labels in dict.fromkeys(labels for labels, _ in servers):
+        target = q.name(labels)
+        if target is not None:
+            yield _rrset(apex, _NS, ttl, (target.labels,))
+    for labels, ip in servers:
+        owner = q.name(labels)
+        if owner is not None:
+            yield _rrset(owner, _address_rdata(ip).rdtype, ttl, (ip,))
+    for service in sorted(store.services(), key=lambda s: (s.name, s.namespace)):
+        if not _visible(q, service) or not _namespace_exposed(q, service.namespace):
+            continue
+        yield from _service_records(q, service)
+    yield soa
+
+
+def _service_records(q: _Query, service: Service) -> Iterator[dns.rrset.RRset]:
+    ttl = q.options.ttl
+    base = (service.name, service.namespace, "svc")
+    owner = q.name(base)
+    if owner is None:
+        return
+    if service.is_external_name:
+        if _parse_ip(service.external_name) is None:
+            record = dns.rrset.RRset(owner, _IN, _CNAME)
+            record.add(CNAME(_IN, _CNAME, dns.name.from_text(service.external_name)), ttl)
+            yield record
+        return
+    if service.cluster_ips:
+        for ip in service.cluster_ips:
+            yield _rrset(owner, _address_rdata(ip).rdtype, ttl, (ip,))
+        for port in service.ports:
+            yield _rrset(owner, _SRV, ttl, ((100, port.port, owner.labels),))
+            # As the specification says, unnamed ports have no SRV name.
+            if port.name:
+                named = q.name((f"_{port.name.lower()}", f"_{port.protocol.lower()}") + base)
+                if named is not None:
+                    yield _rrset(named, _SRV, ttl, ((100, port.port, owner.labels),))
+        return
+    for eps in _slices(q, service):
+        ready = [ep for ep in eps.endpoints if _ready(ep, service)]
+        # calcSRVWeight over the subset's addresses.
+        weight = max(1, math.floor(100.0 / float(100 * max(1, sum(len(ep.addresses) for ep in ready))) * 100))
+        for ep in ready:
+            for address in ep.addresses:
+                rdtype = _address_rdata(address).rdtype
+                yield _rrset(owner, rdtype, ttl, (address,))
+                host = q.name((_endpoint_name(ep, address, q.options.endpoint_pod_names),) + base)
+                if host is None:
+                    continue
+                yield _rrset(host, rdtype, ttl, (address,))
+                for port in eps.ports:
+                    if port.name and port.port is not None:
+                        named = q.name((f"_{port.name.lower()}", f"_{port.protocol.lower()}") + base)
+                        if named is not None:
+                            yield _rrset(named, _SRV, ttl, ((weight, port.port, host.labels),))
