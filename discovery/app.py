@@ -416,4 +416,3 @@ class Application:
                 if failures:
                     failures[0].raiseException()
             assembly.webhooks[key] = server
-

@@ -118,6 +118,35 @@ class KubernetesPlugin:
             return self._chase(request, answer, zone)
         return self._respond(request, answer)
 
+    def auto_path(self, request: Request, host_search=()) -> tuple[str, ...] | None:
+        """autopath.go AutoPath: the search path of the Pod that asks, or None (no autopath).
+
+        Only for names in our zones, with `pods verified`, and a client address that is a Pod's.
+        """
+        zone = longest_match(self._config.zones, request.name)
+        if zone is None or self._config.pods != "verified":
+            return None
+        namespace = zone_answers.client_namespace(self._store, self._options, request.client[0])
+        if namespace is None:
+            return None
+        from .autopath import kubernetes_search_path
+
+        return kubernetes_search_path(zone, namespace, host_search)
+
+    def autopath_vary(self, name: str):
+        """For a name below ``NS.svc.ZONE``: the client classifier autopath's answers depend on (else None)."""
+        zone = longest_match(self._config.zones, name)
+        if zone is None or self._config.pods != "verified":
+            return None
+        svc_zone = "svc." if zone == "." else "svc." + zone
+        if not name.endswith("." + svc_zone):
+            return None
+        label = name[: -len(svc_zone) - 1].rpartition(".")[2]
+        from .autopath import autopath_vary_for
+
+        store, options = self._store, self._options
+        return autopath_vary_for(label, lambda host: zone_answers.client_namespace(store, options, host))
+
     def transfer(self, zone: str, serial: int):
         """The zone's records for AXFR (xfr.go), or None when this is not one of our forward zones.
 

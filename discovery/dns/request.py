@@ -93,6 +93,10 @@ class FastPathPolicy:
     #: answers that hold for some clients or queries only (`acl`, `nsid`);
     #: an answer without any costs nothing extra on reuse.
     guards: tuple[Callable[[bytes, int, str], bool], ...] = ()
+    #: The answer depends on who asks (autopath): a function from the
+    #: client's address to a class (bytes). The server reuses the answer
+    #: only for clients of the same class: the class is part of the key.
+    vary: Callable[[str], bytes] | None = None
 
     def forbid(self) -> None:
         """This answer must be computed afresh for every query."""

@@ -251,6 +251,20 @@ class _Countdown:
         return bytes(tail)
 
 
+class _Vary:
+    """A table entry standing for answers that depend on the client (autopath).
+
+    The answers themselves are kept under the question's key plus the
+    client's class (`FastPathPolicy.vary`), so an answer rendered for one
+    class of client is never found by a client of another.
+    """
+
+    __slots__ = ("classify",)
+
+    def __init__(self, classify: Callable[[str], bytes]):
+        self.classify = classify
+
+
 class AnswerTable:
     """Rendered answers by question, dropped by dependency token or when full."""
 
@@ -477,7 +491,8 @@ class DNSServer:
 
         Returns (wire, entry, qend, dnssec_ok). max_size_udp: apply the
         client's UDP limit (512, or its EDNS size); TCP takes anything.
-        client: the client's host, for answers that hold for some clients only.
+        client: the client's host, for answers that hold for some clients only
+        (guards) or depend on who asks (vary).
         """
         n = len(data)
         # Header: QR=0, opcode QUERY, qdcount 1, ancount 0, nscount 0.
@@ -515,8 +530,16 @@ class DNSServer:
                 limit = self.max_udp_size
         else:
             return None
-        entry = self.table.entries.get(_table_key(data, qend, state))
-        if entry is None or entry.expires <= now:
+        entries = self.table.entries
+        key = _table_key(data, qend, state)
+        entry = entries.get(key)
+        if entry is None:
+            return None
+        if type(entry) is _Vary:
+            entry = entries.get(key + entry.classify(_client_host(client)))
+            if entry is None:
+                return None
+        if entry.expires <= now:
             return None
         if max_size_udp:
             if not entry.udp_min <= limit <= entry.udp_max:
@@ -722,6 +745,10 @@ class DNSServer:
             variants_wire = [wire]
         key = _table_key(data, qend, (1 if request.edns else 0) | (2 if request.dnssec_ok else 0))
         entry = _Entry(rendered, variants_wire, qend, policy, self.reactor.seconds(), block, request.zone, rcode, request.plugin)
+        if policy.vary is not None:
+            # By construction, a client of another class looks under another key.
+            self.table.put(key, _Vary(policy.vary), policy.dependencies)
+            key += policy.vary(request.client[0])
         self.table.put(key, entry, policy.dependencies)
 
     def record_fast(self, entry: _Entry, proto: str, client: tuple, query: bytes, wire: bytes, qend: int, dnssec_ok: bool, started: float) -> None:

@@ -67,6 +67,7 @@ __all__ = [
     "DNS_SCHEMA_VERSION",
     "transfer_records",
     "soa_serial",
+    "client_namespace",
 ]
 
 #: The schema version served at dns-version.<zone> (CoreDNS's DNSSchemaVersion).
@@ -611,18 +612,26 @@ def _find_pod(q: _Query, namespace: str, name: str) -> list[_Entry] | None:
     target = (name, namespace, "pod")
     if mode == "insecure":
         return None if _parse_ip(ip) is None else [_Entry(ip, 0, target)]
-    # CoreDNS indexes a Pod by its primary IP (status.podIP) and compares the
-    # texts, and its cache holds no terminating or finished Pod.
-    entries = [
-        _Entry(ip, 0, target)
-        for pod in q.store.pods_by_ip(ip)
-        if pod.namespace == namespace
-        and pod.ips[0] == ip
-        and not pod.deleting
-        and pod.phase not in _GONE_POD_PHASES
-        and _visible(q, pod)
-    ]
+    entries = [_Entry(ip, 0, target) for pod in _pods_at(q, ip) if pod.namespace == namespace]
     return entries or None
+
+
+def _pods_at(q: _Query, ip: str) -> Iterator[Pod]:
+    """The Pods CoreDNS's pod index gives for an IP.
+
+    CoreDNS indexes a Pod by its primary IP (status.podIP) and compares the
+    texts, and its cache holds no terminating or finished Pod.
+    """
+    for pod in q.store.pods_by_ip(ip):
+        if pod.ips[0] == ip and not pod.deleting and pod.phase not in _GONE_POD_PHASES and _visible(q, pod):
+            yield pod
+
+
+def client_namespace(store: Store, options: ZoneOptions, ip: str) -> str | None:
+    """The namespace of the Pod at this address (autopath.go podWithIP: the first one), or None."""
+    for pod in _pods_at(_Query(store, options, ()), ip):
+        return pod.namespace
+    return None
 
 
 def _ns_addresses(q: _Query) -> list[tuple[tuple[str, ...], str]]:
