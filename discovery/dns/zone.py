@@ -612,24 +612,34 @@ def _find_pod(q: _Query, namespace: str, name: str) -> list[_Entry] | None:
     target = (name, namespace, "pod")
     if mode == "insecure":
         return None if _parse_ip(ip) is None else [_Entry(ip, 0, target)]
-    entries = [_Entry(ip, 0, target) for pod in _pods_at(q, ip) if pod.namespace == namespace]
+    entries = [_Entry(ip, 0, target) for pod in _pods_at(q.store, q.options, ip) if pod.namespace == namespace]
     return entries or None
 
 
-def _pods_at(q: _Query, ip: str) -> Iterator[Pod]:
+def _pods_at(store: Store, options: ZoneOptions, ip: str) -> Iterator[Pod]:
     """The Pods CoreDNS's pod index gives for an IP.
 
     CoreDNS indexes a Pod by its primary IP (status.podIP) and compares the
-    texts, and its cache holds no terminating or finished Pod.
+    texts, and its cache holds no terminating or finished Pod; it lists
+    Pods with the `labels` selector.
     """
-    for pod in q.store.pods_by_ip(ip):
-        if pod.ips[0] == ip and not pod.deleting and pod.phase not in _GONE_POD_PHASES and _visible(q, pod):
+    selector = options.labels
+    for pod in store.pods_by_ip(ip):
+        if (
+            pod.ips[0] == ip
+            and not pod.deleting
+            and pod.phase not in _GONE_POD_PHASES
+            and (selector is None or selector.matches(pod.labels))
+        ):
             yield pod
 
 
 def client_namespace(store: Store, options: ZoneOptions, ip: str) -> str | None:
-    """The namespace of the Pod at this address (autopath.go podWithIP: the first one), or None."""
-    for pod in _pods_at(_Query(store, options, ()), ip):
+    """The namespace of the Pod at this address (autopath.go podWithIP: the first one), or None.
+
+    Called per reused autopath answer (the client's class): a dict lookup and a few tests.
+    """
+    for pod in _pods_at(store, options, ip):
         return pod.namespace
     return None
 

@@ -131,8 +131,9 @@ def pod(
     }
 
 
-def seed(cluster: Cluster, *, services: int, endpoints: int = 5, namespaces: int = 10) -> None:
-    """Fill a cluster: namespaces ns-0.., and per Service one EndpointSlice with `endpoints` endpoints."""
+def seed(cluster: Cluster, *, services: int, endpoints: int = 5, namespaces: int = 10, pods: int = 0) -> None:
+    """Fill a cluster: namespaces ns-0.., and per Service one EndpointSlice with `endpoints` endpoints;
+    then `pods` Pods behind those endpoints (a Deployment's names and labels, the endpoints' addresses)."""
     names = [f"ns-{i}" for i in range(namespaces)]
     for name in ("default", "kube-system", *names):
         cluster.create(namespace(name))
@@ -143,3 +144,9 @@ def seed(cluster: Cluster, *, services: int, endpoints: int = 5, namespaces: int
         cluster.create(service(name, ns))
         addresses = tuple(str(first + i * endpoints + j) for j in range(endpoints))
         cluster.create(endpoint_slice(name, ns, addresses=addresses))
+    for i in range(pods):
+        owner = i // max(1, endpoints) % max(1, services)
+        ns = names[owner % len(names)] if names else "default"
+        template = _suffix(f"svc-{owner}")[:5] + "d9f8b"
+        cluster.create(pod(f"svc-{owner}-{template}-{_suffix(str(i))}", ns, ip=str(first + i),
+                           labels={"app": f"svc-{owner}", "pod-template-hash": template}))
