@@ -358,7 +358,7 @@ class Application:
             chain.append(plugin)
             keys.append(key)
         for plugin in chain:
-            # transfer asks the block's other plugins for their zones.
+            # transfer and autopath find the plugins they ask (zones to list, search paths).
             set_chain = getattr(plugin, "set_chain", None)
             if set_chain is not None:
                 set_chain(chain)
