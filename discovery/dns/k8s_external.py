@@ -558,10 +558,12 @@ class ExternalPlugin:
 
     name = "k8s_external"
 
-    def __init__(self, config: ExternalConfig, store: Store, zone_options: ZoneOptions, reactor):
+    def __init__(self, config: ExternalConfig, store: Store, zone_options: ZoneOptions, reactor, synced=lambda: True):
         self.config = config
         self.store = store
         self.reactor = reactor
+        #: Has the Store's source synced? Until then a missing name may only be missing from the cache.
+        self.synced = synced
         self.options = ExternalOptions(
             zones=config.zones, zone=zone_options, apex=config.apex, ttl=config.ttl, headless=config.headless
         )
@@ -580,6 +582,11 @@ class ExternalPlugin:
         found = result.answer
         if found.rcode == _NXDOMAIN and self.config.fallthrough.through(request.name):
             return next(request)
+        if not self.synced():
+            # As the kubernetes plugin: SERVFAIL, not a denial the client would cache, and never reused.
+            request.fastpath.forbid()
+            if found.rcode == _NXDOMAIN:
+                found = attrs.evolve(found, rcode=dns.rcode.SERVFAIL)
         request.fastpath.depend(*((self._key, token) for token in found.dependencies))
         if result.lookups and request.lookup is not None:
             return self._chase(request, result)
@@ -645,7 +652,7 @@ def _build(config: ExternalConfig, ctx: BuildContext) -> ExternalPlugin:
         raise RuntimeError(f"{config.file}:{config.line}: k8s_external needs a kubernetes directive in the same block")
     cache = ctx.cache_for(kubernetes.source)
     options = ZoneOptions.from_config(kubernetes, local_addresses(ctx.block.bind))
-    return ExternalPlugin(config, cache.store, options, ctx.reactor)
+    return ExternalPlugin(config, cache.store, options, ctx.reactor, synced=lambda: cache.source.has_synced)
 
 
 PLUGINS = (PluginSpec("k8s_external", setup_k8s_external, build=_build),)

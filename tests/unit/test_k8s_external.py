@@ -310,13 +310,13 @@ def test_setup_errors_name_the_line(text):
 # --- the plugin in the chain ---------------------------------------------------------------
 
 
-def plugin_for(directive: str, store):
+def plugin_for(directive: str, store, synced: bool = True):
     from twisted.internet.task import Clock
 
     from discovery.dns.k8s_external import ExternalPlugin
 
     config = load_text(f". {{\n kubernetes cluster.local\n {directive}\n}}\n").servers[0].plugin("k8s_external")
-    return ExternalPlugin(config, store, external_options().zone, Clock())
+    return ExternalPlugin(config, store, external_options().zone, Clock(), synced=lambda: synced)
 
 
 def test_plugin_passes_names_outside_its_zones(store):
@@ -362,3 +362,12 @@ def test_plugin_appends_the_hostname_lookup_after_the_cname(store):
         "svc12.testns.example.com. 5 IN CNAME dummy.hostname.\ndummy.hostname. 30 IN A 192.0.2.44"
     )
     assert req.fastpath.reusable and req.fastpath.expires == 30
+
+
+def test_missing_name_before_the_cache_synced_is_servfail_and_not_reused(store):
+    """Until the cache has synced, a name it lacks may exist: SERVFAIL (as the kubernetes plugin), never reused."""
+    from .test_kubernetes_plugin import FakeNext, request
+
+    req = request("svc0.testns.example.com.")
+    response = plugin_for("k8s_external example.com", store, synced=False).serve(req, FakeNext())
+    assert response.rcode() == dns.rcode.SERVFAIL and not req.fastpath.reusable
