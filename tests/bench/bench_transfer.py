@@ -24,6 +24,7 @@ import sys
 import tempfile
 import threading
 import time
+import urllib.request
 
 import dns.query
 
@@ -31,6 +32,19 @@ from tests.bench.bench_informer import start_fake_server
 from tests.bench.bench_dns import clean_up, cluster_queries, dnsperf, ensure_tools, free_port, list_services, wait_for_answer, write_lines
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def wait_until_ready(port: int, deadline: float) -> None:
+    """Until /ready answers 200: a transfer waits for the whole first list (else it is not ours yet)."""
+    while time.time() < deadline:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/ready", timeout=1) as response:
+                if response.status == 200:
+                    return
+        except OSError:
+            pass
+        time.sleep(0.2)
+    raise RuntimeError("Wayfinder did not become ready")
 
 
 def axfr(port: int) -> tuple[float, int, int]:
@@ -55,11 +69,12 @@ def main(argv: list[str] | None = None) -> None:
         api, api_url = start_fake_server(args.services, 5, "--namespaces", "100")
         children.append(api)
         services = list_services(api_url)
-        port = free_port()
+        port, ready_port = free_port(), free_port()
         corefile = os.path.join(work, "Corefile")
         with open(corefile, "w") as f:
             f.write(f""".:{port} {{
     bind 127.0.0.1
+    ready 127.0.0.1:{ready_port}
     transfer {{
         to *
     }}
@@ -73,6 +88,7 @@ def main(argv: list[str] | None = None) -> None:
         children.append(wayfinder)
         last = services[-1]["metadata"]
         wait_for_answer(port, f"{last['name']}.{last['namespace']}.svc.cluster.local.", time.time() + 120)
+        wait_until_ready(ready_port, time.time() + 120)
 
         runs = [axfr(port) for _ in range(args.repeats)]
         seconds = statistics.median(run[0] for run in runs)
