@@ -179,9 +179,32 @@ class TransferPlugin:
 
 
 def _wire_length(rrset: dns.rrset.RRset) -> int:
-    """The records' uncompressed wire length (dns.Len), as CoreDNS counts a batch."""
-    owner = len(rrset.name.to_wire())
-    return sum(owner + 10 + len(rdata.to_wire()) for rdata in rrset)
+    """The records' uncompressed wire length (dns.Len), as CoreDNS counts a batch.
+
+    From the labels and the rdata's fields, not by rendering: rendering
+    each record twice cost a third of a transfer.
+    """
+    owner = _name_length(rrset.name)
+    return sum(owner + 10 + _rdata_length(rdata) for rdata in rrset)
+
+
+def _name_length(name: dns.name.Name) -> int:
+    return sum(len(label) + 1 for label in name.labels)
+
+
+def _rdata_length(rdata) -> int:
+    rdtype = rdata.rdtype
+    if rdtype == dns.rdatatype.A:
+        return 4
+    if rdtype == dns.rdatatype.AAAA:
+        return 16
+    if rdtype == dns.rdatatype.SRV:
+        return 6 + _name_length(rdata.target)
+    if rdtype in (dns.rdatatype.CNAME, dns.rdatatype.NS, dns.rdatatype.PTR):
+        return _name_length(rdata.target)
+    if rdtype == dns.rdatatype.SOA:
+        return _name_length(rdata.mname) + _name_length(rdata.rname) + 20
+    return len(rdata.to_wire())
 
 
 def _build(configs: tuple[TransferConfig, ...], ctx: BuildContext) -> TransferPlugin:

@@ -297,3 +297,21 @@ def test_setup_errors(text):
     """setup_test.go TestParse errors: no `to`, unknown option, bad or repeated source, a name in `to`."""
     with pytest.raises(CorefileError):
         load_text(f"cluster.local {{\n{text}\n}}\n")
+
+
+@pytest.mark.parametrize("record", [
+    "x.example. 5 IN A 1.2.3.4",
+    "x.example. 5 IN AAAA ::1",
+    "_h._t.x.example. 5 IN SRV 0 100 80 svc.ns.svc.cluster.local.",
+    "x.example. 5 IN CNAME y.example.com.",
+    "example. 5 IN NS ns.dns.example.",
+    "example. 5 IN SOA ns.dns.example. hostmaster.example. 1 2 3 4 5",
+    "x. 5 IN TXT hello",
+])
+def test_batch_length_is_the_uncompressed_wire_length(record):
+    """The batch counts each record's uncompressed wire length (dns.Len), computed without rendering."""
+    from discovery.dns.transfer import _wire_length
+
+    owner, ttl, rdclass, rdtype, rdata = record.split(None, 4)
+    rrset = dns.rrset.from_text(owner, int(ttl), rdclass, rdtype, rdata)
+    assert _wire_length(rrset) == sum(len(rrset.name.to_wire()) + 10 + len(r.to_wire()) for r in rrset)
