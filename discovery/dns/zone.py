@@ -913,11 +913,11 @@ def transfer_records(store: Store, options: ZoneOptions, zone: str) -> Iterator[
     for labels in dict.fromkeys(labels for labels, _ in servers):
         target = q.name(labels)
         if target is not None:
-            yield _rrset(apex, _NS, ttl, (target.labels,))
+            yield _single(apex, ttl, NS(_IN, _NS, target))
     for labels, ip in servers:
         owner = q.name(labels)
         if owner is not None:
-            yield _rrset(owner, _address_rdata(ip).rdtype, ttl, (ip,))
+            yield _single(owner, ttl, _address_rdata(ip))
     for service in sorted(store.services(), key=lambda s: (s.name, s.namespace)):
         if not _visible(q, service) or not _namespace_exposed(q, service.namespace):
             continue
@@ -939,14 +939,15 @@ def _service_records(q: _Query, service: Service) -> Iterator[dns.rrset.RRset]:
         return
     if service.cluster_ips:
         for ip in service.cluster_ips:
-            yield _rrset(owner, _address_rdata(ip).rdtype, ttl, (ip,))
+            yield _single(owner, ttl, _address_rdata(ip))
         for port in service.ports:
-            yield _rrset(owner, _SRV, ttl, ((100, port.port, owner.labels),))
+            srv = SRV(_IN, _SRV, 0, 100, port.port, owner)
+            yield _single(owner, ttl, srv)
             # As the specification says, unnamed ports have no SRV name.
             if port.name:
                 named = q.name((f"_{port.name.lower()}", f"_{port.protocol.lower()}") + base)
                 if named is not None:
-                    yield _rrset(named, _SRV, ttl, ((100, port.port, owner.labels),))
+                    yield _single(named, ttl, srv)
         return
     for eps in _slices(q, service):
         ready = [ep for ep in eps.endpoints if _ready(ep, service)]
@@ -954,14 +955,23 @@ def _service_records(q: _Query, service: Service) -> Iterator[dns.rrset.RRset]:
         weight = max(1, math.floor(100.0 / float(100 * max(1, sum(len(ep.addresses) for ep in ready))) * 100))
         for ep in ready:
             for address in ep.addresses:
-                rdtype = _address_rdata(address).rdtype
-                yield _rrset(owner, rdtype, ttl, (address,))
+                rdata = _address_rdata(address)
+                yield _single(owner, ttl, rdata)
                 host = q.name((_endpoint_name(ep, address, q.options.endpoint_pod_names),) + base)
                 if host is None:
                     continue
-                yield _rrset(host, rdtype, ttl, (address,))
+                yield _single(host, ttl, rdata)
                 for port in eps.ports:
                     if port.name and port.port is not None:
                         named = q.name((f"_{port.name.lower()}", f"_{port.protocol.lower()}") + base)
                         if named is not None:
-                            yield _rrset(named, _SRV, ttl, ((weight, port.port, host.labels),))
+                            yield _single(named, ttl, SRV(_IN, _SRV, 0, weight, port.port, host))
+
+
+def _single(owner: dns.name.Name, ttl: int, rdata) -> dns.rrset.RRset:
+    """One record as an RRset, built directly: a transfer's records are mostly
+    unique, and the memoised templates of the query path must not be
+    crowded out by them."""
+    rrset = dns.rrset.RRset(owner, _IN, rdata.rdtype)
+    rrset.add(rdata, ttl)
+    return rrset
