@@ -55,10 +55,11 @@ class Stream:
 
     The messages are made lazily: the server renders and writes one at a
     time, as fast as the client reads them, and answers other queries in
-    between. Never reused.
+    between. The iterator may also yield None while it works towards the
+    next message, to let other work run sooner. Never reused.
     """
 
-    messages: Iterator[dns.message.Message]
+    messages: Iterator[dns.message.Message | None]
 
 
 @attrs.define(slots=True)

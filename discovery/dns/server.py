@@ -701,6 +701,10 @@ class DNSServer:
 
         def steps():
             for message in stream.messages:
+                if message is None:
+                    # The stream is still gathering its next message.
+                    yield None
+                    continue
                 wire = message.to_wire(max_size=65535, want_shuffle=False)
                 if not sent[0]:
                     sent[0] = wire

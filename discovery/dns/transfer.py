@@ -38,6 +38,9 @@ log = logging.getLogger("wayfinder.transfer")
 #: A message is sent once its records' uncompressed size would pass this
 #: (CoreDNS's threshold below the 64 KB TCP message limit).
 BATCH_BYTES = 63000
+#: Records gathered between two chances for other queries to be answered
+#: (a message holds about 1,000): a step stays in the milliseconds.
+RECORDS_PER_STEP = 100
 _XFR = frozenset({dns.rdatatype.AXFR, dns.rdatatype.IXFR})
 
 
@@ -144,13 +147,18 @@ class TransferPlugin:
         request.plugin = self.name
         return response
 
-    def _messages(self, request: Request, records: Iterator[dns.rrset.RRset]) -> Iterator[dns.message.Message]:
-        """Batches of records as messages; a lone SOA (an IXFR that is current) as a plain reply."""
+    def _messages(self, request: Request, records: Iterator[dns.rrset.RRset]) -> Iterator[dns.message.Message | None]:
+        """Batches of records as messages; a lone SOA (an IXFR that is current) as a plain reply.
+
+        None every RECORDS_PER_STEP records: the server lets other work run then.
+        """
         count = 0
         batch: list[dns.rrset.RRset] = []
         size = 0
         first = True
-        for rrset in records:
+        for seen, rrset in enumerate(records, 1):
+            if seen % RECORDS_PER_STEP == 0:
+                yield None
             length = _wire_length(rrset)
             if batch and size + length > BATCH_BYTES:
                 yield self._message(request, batch, True)

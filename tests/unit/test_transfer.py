@@ -190,8 +190,9 @@ def transfer_plugin(kubernetes_plugin, to=("*",), zones=("cluster.local.",)) -> 
 
 
 def messages(result) -> list[dns.message.Message]:
+    """The messages of a Stream, without the pauses between them."""
     assert isinstance(result, Stream)
-    return list(result.messages)
+    return [message for message in result.messages if message is not None]
 
 
 def test_other_types_go_to_the_next_plugin(kubernetes_plugin):
@@ -315,3 +316,29 @@ def test_batch_length_is_the_uncompressed_wire_length(record):
     owner, ttl, rdclass, rdtype, rdata = record.split(None, 4)
     rrset = dns.rrset.from_text(owner, int(ttl), rdclass, rdtype, rdata)
     assert _wire_length(rrset) == sum(len(rrset.name.to_wire()) + 10 + len(r.to_wire()) for r in rrset)
+
+
+def test_large_zone_pauses_between_records_for_other_work():
+    """The stream pauses at least every RECORDS_PER_STEP records it gathers, so no step holds the reactor long."""
+    from discovery.dns.transfer import RECORDS_PER_STEP
+
+    record = dns.rrset.from_text("a.cluster.local.", 5, "IN", "A", "10.0.0.1")
+
+    class Counting:
+        name = "counting"
+        pulled = 0
+
+        def transfer(self, zone, serial):
+            for _ in range(1000):
+                self.pulled += 1
+                yield record
+
+    source = Counting()
+    plugin = TransferPlugin((TransferConfig(("cluster.local.",), ("*",)),))
+    plugin.set_chain([plugin, source])
+    pauses, last = 0, 0
+    for item in plugin.serve(request(), FakeNext()).messages:
+        if item is None:
+            assert source.pulled - last <= RECORDS_PER_STEP
+            last, pauses = source.pulled, pauses + 1
+    assert pauses >= 1000 // RECORDS_PER_STEP - 1
