@@ -232,6 +232,15 @@ def measure(port: int, datafile: str, seconds: float, rounds: int) -> dict:
     return best
 
 
+def clean_up(children: list[subprocess.Popen], work: str) -> None:
+    """Kill the processes a benchmark started (those still running) and remove its folder."""
+    for child in children:
+        if child.poll() is None:
+            child.send_signal(signal.SIGKILL)
+            child.wait()
+    shutil.rmtree(work, ignore_errors=True)
+
+
 def write_lines(directory: str, name: str, lines: list[str]) -> str:
     path = os.path.join(directory, name)
     with open(path, "w") as f:
@@ -341,11 +350,7 @@ def main(argv: list[str] | None = None) -> None:
         print()
         print(f"RSS of the Wayfinder process after the runs: {rss_mb(wayfinder.pid):.1f} MB")
     finally:
-        for child in children:
-            if child.poll() is None:
-                child.send_signal(signal.SIGKILL)
-                child.wait()
-        shutil.rmtree(work, ignore_errors=True)
+        clean_up(children, work)
 
 
 if __name__ == "__main__":
