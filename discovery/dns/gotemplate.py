@@ -114,10 +114,10 @@ def _go_quote(text: str) -> str:
 
 
 class _Parser:
-    def __init__(self, text: str, fields: Mapping, functions: Mapping):
+    def __init__(self, text: str, methods: frozenset, functions: Mapping):
         self.tokens = self._tokenize(text)
         self.i = 0
-        self.fields = fields
+        self.methods = methods
         self.functions = functions
 
     @staticmethod
@@ -194,8 +194,8 @@ class _Parser:
         args = []
         while self.peek()[0] not in (None,) and self.peek() not in (("punct", "|"), ("punct", ")")):
             args.append(self.operand())
-        if isinstance(first, Field) and (args or first.names in self.fields.get("methods", ())):
-            if first.names not in self.fields.get("methods", ()):
+        if isinstance(first, Field) and (args or first.names in self.methods):
+            if first.names not in self.methods:
                 raise TemplateSyntaxError(f"{first} is not a method and takes no arguments")
             return Call(first, tuple(args))
         if args:
@@ -238,32 +238,12 @@ def _top_fields(node) -> set[str]:
     return set()
 
 
-def _check_fields(node, schema: Mapping) -> None:
-    """Refuse unknown fields when parsing, as far as the schema says what the data holds."""
-    if isinstance(node, Pipeline):
-        for command in node.commands:
-            _check_fields(command, schema)
-    elif isinstance(node, Call):
-        for arg in node.args:
-            _check_fields(arg, schema)
-        if isinstance(node.function, Field):
-            _check_fields(node.function, schema)
-    elif isinstance(node, Chain):
-        _check_fields(node.pipeline, schema)
-    elif isinstance(node, Field):
-        level = schema
-        for name in node.names:
-            if level is None:
-                # A map (.Group): any key.
-                return
-            if not isinstance(level, Mapping) or name not in level:
-                raise TemplateSyntaxError(f"can't evaluate field {name} in {node}")
-            level = level[name]
+def parse(text: str, functions: Mapping[str, Callable], methods: frozenset = frozenset()) -> Template:
+    """Parse a template; methods: the field chains that take arguments (("Meta",)). Raises TemplateSyntaxError.
 
-
-def parse(text: str, schema: Mapping, functions: Mapping[str, Callable]) -> Template:
-    """Parse a template. schema: field name -> nested schema, None for a map, "" for a leaf;
-    schema["methods"]: field chains that take arguments. Raises TemplateSyntaxError."""
+    Fields are looked up when the template runs, as in Go: a field the data
+    does not have is an execution error, not a parse error.
+    """
     parts: list = []
     i = 0
     while True:
@@ -292,10 +272,7 @@ def parse(text: str, schema: Mapping, functions: Mapping[str, Callable]) -> Temp
         else:
             if not action:
                 raise TemplateSyntaxError("missing value for command")
-            parser = _Parser(action, schema, functions)
-            pipeline = parser.pipeline(None)
-            _check_fields(pipeline, {k: v for k, v in schema.items() if k != "methods"})
-            parts.append(pipeline)
+            parts.append(_Parser(action, methods, functions).pipeline(None))
         i = after
     return Template(tuple(part for part in parts if part != ""), text)
 
@@ -307,10 +284,9 @@ def _lookup(value: Any, name: str, path: str) -> Any:
     if isinstance(value, Mapping):
         # A missing key of a map of strings is the empty string (Go's zero value).
         return value.get(name, "")
-    try:
+    if name in getattr(type(value), "template_fields", ()):
         return getattr(value, name)
-    except AttributeError:
-        raise ExecError(f"can't evaluate field {name} in {path}") from None
+    raise ExecError(f"executing at <{path}>: can't evaluate field {name} in type {type(value).__name__}")
 
 
 def _run(node, data: Any, functions: Mapping[str, Callable], piped: tuple = ()) -> Any:

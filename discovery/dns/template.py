@@ -58,14 +58,8 @@ MAX_REGEX_LENGTH = 10000
 #: miekg/dns's default TTL for a record line that gives none.
 DEFAULT_TTL = 3600
 SECTIONS = ("answer", "additional", "authority")
-#: What a template may read: a nested schema (None: a map with any key).
-_QUESTION = {"Name": "", "Qtype": "", "Qclass": ""}
-SCHEMA = {
-    "Zone": "", "Name": "", "Regex": "", "Class": "", "Type": "", "Remote": "", "Meta": "",
-    "Match": "", "Group": None, "Question": _QUESTION,
-    "Message": {"Id": "", "Question": "", "Rcode": "", "Opcode": ""},
-    "methods": {("Meta",)},
-}
+#: The method templates may call with an argument: `.Meta "key"`.
+METHODS = frozenset({("Meta",)})
 #: Fields whose value differs between clients asking the same question.
 PER_CLIENT_FIELDS = ("Remote", "Message")
 
@@ -154,7 +148,7 @@ def setup_template(directive: Directive, ctx) -> TemplateConfig:
                 raise option.error(f"template: {name} needs at least one RR")
             for text in args:
                 try:
-                    parsed = gotemplate.parse(text, SCHEMA, gotemplate.FUNCTIONS)
+                    parsed = gotemplate.parse(text, gotemplate.FUNCTIONS, METHODS)
                 except gotemplate.TemplateSyntaxError as error:
                     raise option.error(f"template: could not compile template: {text}, {error}") from None
                 records.append(RRTemplate(name, parsed))
@@ -233,6 +227,8 @@ def _is_class(text: str) -> bool:
 
 @attrs.frozen
 class _Question:
+    template_fields = frozenset({"Name", "Qtype", "Qclass"})
+
     Name: str
     Qtype: int
     Qclass: int
@@ -244,6 +240,8 @@ class _Question:
 
 class _Message:
     """The query, as much as templates read of it (miekg's dns.Msg fields)."""
+
+    template_fields = frozenset({"Id", "Rcode", "Opcode", "Question"})
 
     def __init__(self, message: dns.message.Message):
         self._message = message
@@ -260,6 +258,9 @@ class _Data:
     """What `{{ ... }}` reads (CoreDNS's templateData)."""
 
     __slots__ = ("Zone", "Name", "Regex", "Match", "Group", "Class", "Type", "Remote", "_request", "_message")
+    template_fields = frozenset(
+        {"Zone", "Name", "Regex", "Match", "Group", "Class", "Type", "Remote", "Question", "Message", "Meta"}
+    )
 
     def __init__(self, zone: str, name: str, regex: re.Pattern, found: re.Match, qclass: str, qtype: str, request: Request):
         self.Zone = zone
