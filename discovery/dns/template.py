@@ -361,7 +361,10 @@ class TemplatePlugin:
         qclass = request.qclass if request.qclass != dns.rdataclass.ANY else template.qclass
         qtype = request.qtype if request.qtype != dns.rdatatype.ANY else template.qtype
         class_text, type_text = dns.rdataclass.to_text(qclass), dns.rdatatype.to_text(qtype)
-        self._matches.labels(self.server, zone, "", class_text, type_text).inc()
+        matches = self._matches.labels(self.server, zone, "", class_text, type_text)
+        matches.inc()
+        # Reuses from the table of rendered answers count as matches too.
+        request.fastpath.on_reuse += (matches.inc,)
         if template.per_client:
             request.fastpath.forbid()
         if template.rcode == dns.rcode.SERVFAIL:

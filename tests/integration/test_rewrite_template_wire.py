@@ -151,6 +151,17 @@ async def test_the_template_a_and_ptr_pair(serve, proto, name, rdtype, expected)
 
 
 @pytest_twisted.ensureDeferred
+async def test_template_matches_served_from_the_table_are_counted(serve):
+    """coredns_template_matches_total counts the answers the table serves for the template as well."""
+    server = await serve()
+    for _ in range(3):
+        await server.query("ip-10-1-2-3.example.", "A")
+    server.dns.report_reuses()
+    labels = {"server": "dns://127.0.0.1:%d" % server.port, "zone": "example.", "view": "", "class": "IN", "type": "A"}
+    assert server.app.registry.get_sample_value("coredns_template_matches_total", labels) == 3
+
+
+@pytest_twisted.ensureDeferred
 async def test_aks_search_path_completions_get_nxdomain(serve):
     """AKS's template: a Pod's search-path completion under internal.cloudapp.net is NXDOMAIN at once."""
     server = await serve()
