@@ -253,13 +253,15 @@ ResponseRule = Union[AnswerName, AnswerValue, TTLClamp, RcodeSwap, OptionRemove,
 class _Query:
     """The question and options while the rules run: lower-cased name, as CoreDNS's state.Name()."""
 
-    __slots__ = ("request", "name", "qname", "qtype", "qclass", "options", "touched", "reusable")
+    __slots__ = ("request", "name", "qname", "parsed", "qtype", "qclass", "options", "touched", "reusable")
 
     def __init__(self, request: Request):
         self.request = request
         #: As the question has it (case kept): CoreDNS's state.QName(), for {qname}.
         self.qname = request.qname.to_text()
         self.name = self.qname.lower()
+        #: (qname, its dns.name.Name) once a rule changed the name.
+        self.parsed: tuple[str, dns.name.Name] | None = None
         self.qtype = request.qtype
         self.qclass = request.qclass
         #: The query's EDNS options, copied when an edns0 rule first runs.
@@ -789,6 +791,12 @@ def _renamed(name: dns.name.Name, rewrite: Rewriter) -> dns.name.Name:
         return name
 
 
+def _revalued(rdata, field: str, rewrite: Rewriter):
+    old = getattr(rdata, field)
+    new = _renamed(old, rewrite)
+    return rdata if new is old else rdata.replace(**{field: new})
+
+
 def _rewrite_rrset(response: dns.message.Message, rrset: dns.rrset.RRset, rules: list) -> dns.rrset.RRset:
     """Each rule, last first, on each record of the RRset (CoreDNS's rewriteResourceRecord)."""
     name, ttl = rrset.name, rrset.ttl
@@ -800,10 +808,7 @@ def _rewrite_rrset(response: dns.message.Message, rrset: dns.rrset.RRset, rules:
             name = _renamed(name, rule.rewrite)
         elif kind is AnswerValue:
             if value_field is not None:
-                rdatas = [
-                    rdata.replace(**{value_field: _renamed(getattr(rdata, value_field), rule.rewrite)})
-                    for rdata in rdatas
-                ]
+                rdatas = [_revalued(rdata, value_field, rule.rewrite) for rdata in rdatas]
         elif kind is TTLClamp:
             if ttl < rule.minimum:
                 ttl = rule.minimum
@@ -812,6 +817,9 @@ def _rewrite_rrset(response: dns.message.Message, rrset: dns.rrset.RRset, rules:
         elif kind is RcodeSwap:
             if response.rcode() == rule.old:
                 response.set_rcode(rule.new)
+    if name is rrset.name and ttl == rrset.ttl and all(a is b for a, b in zip(rdatas, rrset)):
+        # Nothing changed: the RRset is shared with the response the next plugin made.
+        return rrset
     out = dns.rrset.RRset(name, rrset.rdclass, rrset.rdtype, rrset.covers)
     for rdata in rdatas:
         out.add(rdata, ttl)
@@ -851,7 +859,7 @@ class RewritePlugin:
             if result is None:
                 continue
             if query.touched:
-                _check_name(query.qname)
+                _check_name(query)
             response_rules.extend(result)
             if rule.mode == STOP:
                 stopped = True
@@ -883,29 +891,30 @@ class RewritePlugin:
         return _after(result, revert)
 
 
-def _check_name(qname: str) -> None:
+def _check_name(query: _Query) -> None:
+    """The rewritten name must be a domain name; it is kept, parsed, for the next plugins."""
+    if query.parsed is not None and query.parsed[0] == query.qname:
+        return
     try:
-        dns.name.from_text(qname)
+        query.parsed = (query.qname, dns.name.from_text(query.qname))
     except dns.exception.DNSException:
         # CoreDNS answers SERVFAIL and reports the error (the `errors` plugin logs it).
-        raise ValueError(f"invalid name after rewrite: {qname}") from None
+        raise ValueError(f"invalid name after rewrite: {query.qname}") from None
 
 
 def _rewritten(request: Request, query: _Query) -> Request:
     """The request the next plugins see: the rewritten question and options, the same client and policy."""
     original = request.query
-    qname = dns.name.from_text(query.qname)
+    qname = query.parsed[1] if query.parsed is not None else request.qname
+    message = dns.message.QueryMessage(id=original.id)
+    message.flags = original.flags
+    message.question = [dns.rrset.RRset(qname, query.qclass, query.qtype)]
     options = query.options
-    if options is not None:
-        edns, flags, payload = (original.edns, original.ednsflags, original.payload) if original.edns >= 0 else (0, 0, 4096)
-        message = dns.message.make_query(
-            qname, query.qtype, query.qclass, use_edns=edns, ednsflags=flags, payload=payload, options=options,
-            id=original.id, flags=original.flags,
-        )
-    else:
-        message = dns.message.make_query(qname, query.qtype, query.qclass, use_edns=False, id=original.id, flags=original.flags)
-        if original.edns >= 0:
-            message.use_edns(original.edns, original.ednsflags, original.payload, options=list(original.options))
+    if original.edns >= 0:
+        message.use_edns(original.edns, original.ednsflags, original.payload,
+                         options=list(original.options) if options is None else options)
+    elif options is not None:
+        message.use_edns(0, 0, 4096, options=options)
     return attrs.evolve(request, query=message, qname=qname, qtype=query.qtype, qclass=query.qclass)
 
 
