@@ -846,7 +846,7 @@ class RewritePlugin:
 
     name = "rewrite"
 
-    def __init__(self, rules: tuple[RewriteRule, ...], reactor, *, registry=None, server: str = "dns://:53"):
+    def __init__(self, rules: tuple[RewriteRule, ...], reactor):
         self.rules = tuple(rules)
         self.reactor = reactor
 
@@ -1005,7 +1005,7 @@ def _lookup_cname(request, response, source: str, new_name: dns.name.Name, qtype
 
 
 def _build(configs: tuple, ctx: BuildContext) -> RewritePlugin:
-    return RewritePlugin(configs, ctx.reactor, registry=ctx.registry, server=ctx.server)
+    return RewritePlugin(configs, ctx.reactor)
 
 
 #: One rule (template) per line, several lines per block.

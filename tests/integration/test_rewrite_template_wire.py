@@ -18,7 +18,7 @@ import dns.rdatatype
 import pytest
 import pytest_twisted
 
-from tests.integration.dnsserver import addresses, rdata_texts
+from tests.integration.dnsserver import addresses, rdata_texts, store_settles
 
 FRONTEND_IP = "10.96.7.7"
 CLUSTER = textwrap.dedent(f"""\
@@ -125,6 +125,17 @@ async def test_a_rewritten_query_is_never_served_another_questions_answer(serve)
 
 
 @pytest_twisted.ensureDeferred
+async def test_a_rewritten_answer_changes_with_the_service(serve, tmp_path):
+    """The rewritten name's rendered answer depends on the Service it was made from: editing it drops the answer."""
+    server = await serve()
+    assert addresses(await server.query("frontend.example.com.", "A")) == [FRONTEND_IP]
+    assert table_has(server, "frontend.example.com.")
+    (tmp_path / "cluster" / "cluster.yaml").write_text(CLUSTER.replace(FRONTEND_IP, "10.96.7.8"))
+    await store_settles(server.store, lambda store: store.service("default", "frontend").cluster_ips == ("10.96.7.8",))
+    assert addresses(await server.query("frontend.example.com.", "A")) == ["10.96.7.8"]
+
+
+@pytest_twisted.ensureDeferred
 async def test_a_name_no_rule_touches_answers_as_before(serve):
     """A cluster name that no rule rewrites answers as the kubernetes directive alone would, from the table the second time."""
     server = await serve()
@@ -178,3 +189,69 @@ async def test_an_edns_client_gets_its_own_rendering_of_a_rewritten_answer(serve
     edns = await server.query("frontend.example.com.", "A", use_edns=0)
     assert plain.edns == -1 and edns.edns == 0
     assert table_has(server, "frontend.example.com.", edns=False) and table_has(server, "frontend.example.com.", edns=True)
+
+
+#: AKS's default Corefile, its cluster-zone and ops parts kept (forwarding
+#: left out: no upstream here), with a ConfigMap key mounted as
+#: custom/test.override: the "Rewrite DNS" customization of AKS's docs.
+AKS_COREFILE = textwrap.dedent(r"""
+    .:0 {
+        bind 127.0.0.1
+        errors
+        kubernetes cluster.local in-addr.arpa ip6.arpa {
+            manifests cluster
+            pods insecure
+            fallthrough in-addr.arpa ip6.arpa
+            ttl 30
+        }
+        cache 30
+        loadbalance
+        import custom/*.override
+        template ANY ANY internal.cloudapp.net {
+            match "^(?:[^.]+\.){4,}internal\.cloudapp\.net\.$"
+            rcode NXDOMAIN
+            fallthrough
+        }
+        template ANY ANY reddog.microsoft.com {
+            rcode NXDOMAIN
+        }
+    }
+    """)
+AKS_OVERRIDE = textwrap.dedent(r"""
+    rewrite stop {
+        name regex (.*)\.contoso\.com\.$ {1}.default.svc.cluster.local
+        answer name (.*)\.default\.svc\.cluster\.local\.$ {1}.contoso.com
+    }
+    """)
+
+
+@pytest.fixture
+def aks(dns_server, tmp_path):
+    folder = tmp_path / "cluster"
+    folder.mkdir()
+    (folder / "cluster.yaml").write_text(CLUSTER)
+    (tmp_path / "custom").mkdir()
+    (tmp_path / "custom" / "test.override").write_text(AKS_OVERRIDE)
+
+    async def start():
+        return await dns_server(AKS_COREFILE)
+
+    return start
+
+
+@pytest.mark.parametrize("name, rcode, answer", [
+    ("frontend.contoso.com.", dns.rcode.NOERROR, [FRONTEND_IP]),
+    ("frontend.default.svc.cluster.local.", dns.rcode.NOERROR, [FRONTEND_IP]),
+    ("frontend.default.svc.cluster.local.internal.cloudapp.net.", dns.rcode.NXDOMAIN, []),
+    ("anything.reddog.microsoft.com.", dns.rcode.NXDOMAIN, []),
+])
+@pytest_twisted.ensureDeferred
+async def test_akss_corefile_with_an_imported_rewrite(aks, name, rcode, answer):
+    """AKS's default Corefile and its documented rewrite override answer as on AKS, twice (the second from the table)."""
+    server = await aks()
+    for _ in range(2):
+        response = await server.query(name, "A")
+        assert response.rcode() == rcode
+        assert response.question[0].name.to_text() == name
+        assert addresses(response) == answer
+        assert all(rrset.name.to_text() == name for rrset in response.answer)
