@@ -46,9 +46,11 @@ def make_request(name: str, rdtype="A", rdclass="IN", *, options=None, client=("
 class Printer:
     """CoreDNS's msgPrinter: answers what it is asked, echoing the query's options."""
 
-    def __init__(self, records=(), rcode=dns.rcode.NOERROR):
+    def __init__(self, records=(), rcode=dns.rcode.NOERROR, additional=(), question=True):
         self.records = records
+        self.additional = additional
         self.rcode = rcode
+        self.question = question
         self.seen: Request | None = None
 
     def __call__(self, request: Request) -> dns.message.Message:
@@ -60,6 +62,10 @@ class Printer:
         texts = self.records or (f"{request.qname} 5 IN A 10.0.0.1",)
         for text in texts:
             response.answer.append(dns.rrset.from_text(*_split(text)))
+        for text in self.additional:
+            response.additional.append(dns.rrset.from_text(*_split(text)))
+        if not self.question:
+            response.question = []
         request.plugin = "printer"
         return response
 
@@ -411,6 +417,93 @@ def test_answer_value_rewrites_record_targets():
     printer = Printer(("30.30.30.10.in-addr.arpa. 60 IN PTR ftp-us-west-1.service.consul.",))
     response, _ = ask(plugin, make_request("30.30.30.10.in-addr.arpa.", "PTR"), printer)
     assert [rdata.to_text() for rdata in response.answer[0]] == ["ftp-us-west-1.coredns.rocks."]
+
+
+VALUE_RULE_SETS = {
+    "stop": (r"rewrite stop name regex (.*)\.domain\.uk {1}.cluster.local answer name (.*)\.cluster\.local {1}.domain.uk "
+             r"answer value (.*)\.cluster\.local {1}.domain.uk",),
+    "continue": (r"rewrite continue name regex (.*)\.domain\.uk {1}.cluster.local answer name (.*)\.cluster\.local {1}.domain.uk "
+                 r"answer value (.*)\.cluster\.local {1}.domain.uk",),
+    "suffix": (r"rewrite stop name suffix .domain.uk .cluster.local answer auto answer value (.*)\.cluster\.local {1}.domain.uk",),
+    "suffix_multiple": ("rewrite continue name suffix .domain.uk .domain.us answer auto",
+                        "rewrite stop name suffix .domain.us .cluster.local answer auto"),
+}
+
+#: valueTests of reverter_test.go (the rows with the default revert policy):
+#: (type, answer record, additional record, value expected, additional owner expected).
+VALUE_ROWS = [
+    ("SRV", "my.cluster.local. 5 IN SRV 0 100 100 srv1.my.cluster.local.", "srv1.my.cluster.local. 5 IN A 10.0.0.1",
+     "srv1.my.domain.uk.", "srv1.my.domain.uk."),
+    ("ANY", "my.cluster.local. 3600 IN CNAME cname.cluster.local.", "cname.cluster.local. 5 IN A 10.0.0.1",
+     "cname.domain.uk.", "cname.domain.uk."),
+    ("ANY", "my.cluster.local. 3600 IN DNAME dname.cluster.local.", "dname.cluster.local. 5 IN A 10.0.0.1",
+     "dname.domain.uk.", "dname.domain.uk."),
+    ("MX", "my.cluster.local. 3600 IN MX 1 mx1.cluster.local.", "mx1.cluster.local. 5 IN A 10.0.0.1",
+     "mx1.domain.uk.", "mx1.domain.uk."),
+    ("ANY", "my.cluster.local. 3600 IN NS ns1.cluster.local.", "ns1.cluster.local. 5 IN A 10.0.0.1",
+     "ns1.domain.uk.", "ns1.domain.uk."),
+    ("SOA", "my.cluster.local. 1800 IN SOA ns1.cluster.local. admin.cluster.local. 1502165581 14400 3600 604800 14400",
+     "ns1.cluster.local. 5 IN A 10.0.0.1", "ns1.domain.uk.", "ns1.domain.uk."),
+    ("NAPTR", 'my.cluster.local. 100 IN NAPTR 100 10 "S" "SIP+D2U" "!^.*$!sip:customer-service@example.com!" _sip._udp.cluster.local.',
+     "ns1.cluster.local. 5 IN A 10.0.0.1", "_sip._udp.domain.uk.", "ns1.domain.uk."),
+]
+
+_VALUE_FIELDS = {"SRV": "target", "CNAME": "target", "DNAME": "target", "MX": "exchange", "NS": "target", "SOA": "mname",
+                 "NAPTR": "replacement"}
+
+
+@pytest.mark.parametrize("rules", list(VALUE_RULE_SETS), ids=list(VALUE_RULE_SETS))
+@pytest.mark.parametrize("qtype, record, extra, value, extra_owner", VALUE_ROWS)
+def test_answer_value_rules_rewrite_targets_and_additional_owners(rules, qtype, record, extra, value, extra_owner):
+    """TestValueResponseReverter: the question comes back, record targets and additional owners are mapped back."""
+    response, _ = ask(rewrite(*VALUE_RULE_SETS[rules]), make_request("my.domain.uk.", qtype),
+                      Printer((record,), additional=(extra,)))
+    assert response.question[0].name.to_text() == "my.domain.uk."
+    assert response.question[0].rdtype == dns.rdatatype.from_text(qtype)
+    rdata = response.answer[0][0]
+    assert getattr(rdata, _VALUE_FIELDS[dns.rdatatype.to_text(rdata.rdtype)]).to_text() == value
+    assert response.additional[0].name.to_text() == extra_owner
+
+
+@pytest.mark.parametrize("question", ["A", "SRV"])
+@pytest.mark.parametrize("rules", ["stop", "continue"])
+def test_answer_name_rules_map_matching_owners_back(rules, question):
+    """TestResponseReverter: `answer name` maps owners the pattern matches back; the question comes back in both modes."""
+    rule = (f"rewrite {rules} name regex (core)\\.(dns)\\.(rocks) {{2}}.{{1}}.{{3}} "
+            "answer name (dns)\\.(core)\\.(rocks) {2}.{1}.{3}")
+    record = ("dns.core.rocks. 5 IN A 10.0.0.1" if question == "A"
+              else "dns.core.rocks. 5 IN SRV 0 100 100 srv1.dns.core.rocks.")
+    response, seen = ask(rewrite(rule), make_request("core.dns.rocks.", question), Printer((record,)))
+    assert seen.qname.to_text() == "dns.core.rocks."
+    assert response.question[0].name.to_text() == "core.dns.rocks."
+    assert response.answer[0].name.to_text() == "core.dns.rocks."
+
+
+@pytest.mark.parametrize("rule, options", [
+    ("edns0 local set 0xffee 0xabcdef revert", None),
+    ("edns0 local replace 0xffee 0x222222 revert", [dns.edns.GenericOption(0xFFEE, b"\x11\x11\x11")]),
+])
+def test_revert_rules_on_a_response_without_opt(rule, options):
+    """TestEDNS0ResponseReverterNoOPT: a response without an OPT record is left without one."""
+
+    def no_opt(request: Request) -> dns.message.Message:
+        response = request.reply()
+        response.use_edns(False)
+        response.answer.append(dns.rrset.from_text("example.org.", 60, "IN", "A", "127.0.0.1"))
+        return response
+
+    response = rewrite(f"rewrite {rule}").serve(make_request("example.org.", options=options), no_opt)
+    assert response.rcode() == dns.rcode.NOERROR
+    assert len(response.answer) == 1 and response.edns < 0
+
+
+def test_a_response_without_a_question_gets_the_clients():
+    """TestResponseReverterRestoresMissingQuestion: the client's question is put in, and the answer mapped back."""
+    printer = Printer(("service.example.net. 60 IN A 127.0.0.1",), question=False)
+    response, _ = ask(rewrite("rewrite stop name suffix .example.org .example.net answer auto"),
+                      make_request("service.example.org."), printer)
+    assert [(q.name.to_text(), q.rdtype) for q in response.question] == [("service.example.org.", dns.rdatatype.A)]
+    assert response.answer[0].name.to_text() == "service.example.org."
 
 
 def test_several_response_rules_apply_last_matching_rule_first():
