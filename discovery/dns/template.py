@@ -60,8 +60,10 @@ DEFAULT_TTL = 3600
 SECTIONS = ("answer", "additional", "authority")
 #: The method templates may call with an argument: `.Meta "key"`.
 METHODS = frozenset({("Meta",)})
-#: Fields whose value differs between clients asking the same question.
-PER_CLIENT_FIELDS = ("Remote", "Message")
+#: Fields whose value differs between clients asking the same question
+#: (the table of rendered answers keys on the lower-cased question: .Question
+#: keeps the client's case, .Message its ID).
+PER_CLIENT_FIELDS = ("Remote", "Message", "Question")
 
 
 class RRError(ValueError):
