@@ -134,6 +134,7 @@ def main(argv: list[str] | None = None) -> None:
     for label, plugin, wires in (
         ("rewrite, no match", rewrite, cluster),
         ("rewrite, match (copy, restore)", rewrite, renamed(cluster)),
+        ("template, names outside its zone", template, cluster),
         ("template (regex, render, parse)", template, template_queries(args.queries)),
     ):
         cost = plugin_cost(plugin, wires)
