@@ -42,6 +42,8 @@ import dns.rrset
 import dns.tokenizer
 import dns.ttl
 from prometheus_client import CollectorRegistry, Counter
+from twisted.internet import defer
+from twisted.python.failure import Failure
 
 from ..corefile import Directive
 from ..plugin import BuildContext, PluginSpec
@@ -375,25 +377,24 @@ class TemplatePlugin:
         response = request.reply()
         response.flags |= dns.flags.AA
         response.set_rcode(template.rcode)
-        chase = None
+        #: (position in the answer section after a CNAME, its target): each is
+        #: resolved and its records go right after it, as CoreDNS appends them.
+        chases: list[tuple[int, dns.name.Name]] = []
+        address_question = request.qtype in (dns.rdatatype.A, dns.rdatatype.AAAA)
         for record in template.records:
             rrset = self._render(record, data, zone, class_text, type_text)
             section = getattr(response, record.section)
             _merge(section, rrset)
-            if (
-                record.section == "answer" and chase is None
-                and request.qtype in (dns.rdatatype.A, dns.rdatatype.AAAA)
-                and rrset.rdtype == dns.rdatatype.CNAME
-            ):
-                chase = rrset[0].target
+            if record.section == "answer" and address_question and rrset.rdtype == dns.rdatatype.CNAME:
+                chases.append((len(section), rrset[0].target))
         if template.ederror is not None:
             # CoreDNS's SetEdns0(4096, true): the DO bit is set with the extended error.
             code, reason = template.ederror
             options = list(response.options) + [dns.edns.EDEOption(code, reason or None)]
             response.use_edns(0, dns.flags.DO, 4096, options=options)
         request.plugin = self.name
-        if chase is not None and request.lookup is not None:
-            return self._chase(request, response, chase)
+        if chases and request.lookup is not None:
+            return self._chase(request, response, chases)
         return response
 
     def _render(self, record: RRTemplate, data: _Data, zone: str, class_text: str, type_text: str) -> dns.rrset.RRset:
@@ -412,24 +413,33 @@ class TemplatePlugin:
             ).inc()
             raise TemplateError(f"template: {record.section}: {error}") from None
 
-    def _chase(self, request: Request, response: dns.message.Message, target: dns.name.Name):
-        """A CNAME answer to an A/AAAA question: the target is resolved through the server (CoreDNS's upstream)."""
+    def _chase(self, request: Request, response: dns.message.Message, chases: list[tuple[int, dns.name.Name]]):
+        """CNAME answers to an A/AAAA question: each target is resolved through the server (CoreDNS's upstream)."""
 
-        def appended(reply: dns.message.Message) -> dns.message.Message:
-            if reply.answer:
-                request.fastpath.expire_at(self.reactor.seconds() + min(rrset.ttl for rrset in reply.answer))
-            else:
-                request.fastpath.forbid()
-            response.answer.extend(reply.answer)
-            if reply.flags & dns.flags.TC:
-                response.flags |= dns.flags.TC
+        def looked_up(index: int, outcome) -> tuple[int, dns.message.Message | None]:
+            if isinstance(outcome, Failure):
+                # CoreDNS keeps the answer without the target's records.
+                return index, None
+            return index, outcome
+
+        def appended(results: list) -> dns.message.Message:
+            now = self.reactor.seconds()
+            for index, reply in reversed(results):
+                if reply is None or not reply.answer:
+                    # The target's denial or a failure carries no TTL we keep.
+                    request.fastpath.forbid()
+                    continue
+                request.fastpath.expire_at(now + min(rrset.ttl for rrset in reply.answer))
+                response.answer[index:index] = reply.answer
+                if reply.flags & dns.flags.TC:
+                    response.flags |= dns.flags.TC
             return response
 
-        def failed(failure) -> dns.message.Message:
-            request.fastpath.forbid()
-            return response
-
-        return request.lookup(target, request.qtype).addCallbacks(appended, failed)
+        lookups = [
+            request.lookup(target, request.qtype).addBoth(lambda outcome, index=index: looked_up(index, outcome))
+            for index, target in chases
+        ]
+        return defer.gatherResults(lookups).addCallback(appended)
 
 
 def _fits(template: TemplateConfig, request: Request) -> bool:

@@ -198,6 +198,33 @@ def test_a_cname_to_an_address_question_is_resolved_and_truncation_kept():
     assert request.fastpath.expires == 600
 
 
+def test_each_cname_answer_is_followed_by_its_targets_records():
+    """Every CNAME the template answers is resolved, and its target's records follow it, in the template's order."""
+    plugin = template('template IN A test {\n'
+                      ' answer "one.test. 60 IN CNAME a.up." "two.test. 60 IN CNAME b.up."\n}')
+    request = make_request("x.test.")
+    targets = {"a.up.": "1.1.1.1", "b.up.": "2.2.2.2"}
+
+    def lookup(name, rdtype):
+        reply = dns.message.make_response(dns.message.make_query(name, rdtype))
+        reply.answer.append(dns.rrset.from_text(name, 30, "IN", "A", targets[name.to_text()]))
+        return defer.succeed(reply)
+
+    request.lookup = lookup
+    assert records(ask(plugin, request)) == [
+        "one.test. 60 IN CNAME a.up.", "a.up. 30 IN A 1.1.1.1", "two.test. 60 IN CNAME b.up.", "b.up. 30 IN A 2.2.2.2",
+    ]
+
+
+def test_a_failed_cname_lookup_keeps_the_cname_and_is_not_reused():
+    """A target the server cannot resolve leaves the CNAME alone in the answer, computed afresh next time."""
+    plugin = template('template IN A test {\n answer "one.test. 60 IN CNAME a.up."\n}')
+    request = make_request("x.test.")
+    request.lookup = lambda name, rdtype: defer.fail(RuntimeError("no upstream"))
+    assert records(ask(plugin, request)) == ["one.test. 60 IN CNAME a.up."]
+    assert not request.fastpath.reusable
+
+
 # --- TestMultiSection -------------------------------------------------------------------------
 
 MULTI = """\
