@@ -322,10 +322,15 @@ def _run(node, data: Any, functions: Mapping[str, Callable], piped: tuple = ()) 
 
 
 def _print(value: Any) -> str:
+    """fmt.Sprint of a value: Go's forms of booleans, nil, slices and maps."""
     if isinstance(value, bool):
         return "true" if value else "false"
     if value is None:
         return "<nil>"
+    if isinstance(value, (list, tuple)):
+        return "[" + " ".join(map(_print, value)) + "]"
+    if isinstance(value, Mapping):
+        return "map[" + " ".join(f"{key}:{_print(value[key])}" for key in sorted(value)) + "]"
     return str(value)
 
 

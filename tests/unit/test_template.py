@@ -438,6 +438,7 @@ class Data:
     ("x {{- .Group.b -}} y", "x11y"),
     ("{{/* nothing */}}", ""),
     ("{{ print 1 2 }}{{ print \"a\" \"b\" }}", "1 2ab"),
+    ("{{ .Match }} {{ .Group }}", "[a.example. a] map[b:11]"),
 ])
 def test_the_supported_template_subset(text, expected):
     """Fields, maps, index, parseInt, len, printf, pipes, parentheses, trim markers and comments, as Go prints them."""
