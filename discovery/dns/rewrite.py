@@ -268,7 +268,8 @@ class _Query:
         self.options: list | None = None
         self.touched = False
         #: Cleared when the rewritten query depends on who asked (the table of
-        #: rendered answers is keyed by the question alone).
+        #: rendered answers is keyed by the question as asked and the
+        #: client's EDNS state alone).
         self.reusable = True
 
     def set_name(self, name: str) -> None:
@@ -476,7 +477,7 @@ class Edns0Rule:
         return dns.edns.GenericOption(self.code, self.data)
 
     def apply(self, query: _Query) -> tuple | None:
-        if self.kind == "subnet" or self.variable not in ("", "{qtype}"):
+        if self.kind == "subnet" or self.variable not in ("", "{qtype}", "{qname}"):
             # What the next plugins are asked depends on who asked: the
             # answer is for this client alone.
             query.reusable = False

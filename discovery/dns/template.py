@@ -62,10 +62,10 @@ DEFAULT_TTL = 3600
 SECTIONS = ("answer", "additional", "authority")
 #: The method templates may call with an argument: `.Meta "key"`.
 METHODS = frozenset({("Meta",)})
-#: Fields whose value differs between clients asking the same question
-#: (the table of rendered answers keys on the lower-cased question: .Question
-#: keeps the client's case, .Message its ID).
-PER_CLIENT_FIELDS = ("Remote", "Message", "Question")
+#: Fields whose value differs between clients asking the same question (the
+#: table of rendered answers keys on the question as asked and the client's
+#: EDNS state; .Message holds the query's ID).
+PER_CLIENT_FIELDS = ("Remote", "Message")
 
 
 class RRError(ValueError):

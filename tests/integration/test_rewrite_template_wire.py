@@ -17,6 +17,7 @@ import dns.rcode
 import dns.rdatatype
 import pytest
 import pytest_twisted
+from twisted.internet import reactor
 
 from tests.integration.dnsserver import addresses, rdata_texts, store_settles
 
@@ -72,8 +73,8 @@ def serve(dns_server, tmp_path):
 
 
 def table_has(server, name: str, rdtype: str = "A", edns: bool = False) -> bool:
-    """Is there a rendered answer for this client question (lower-cased name, type IN, EDNS state)?"""
-    wire = dns.name.from_text(name).to_wire().lower() + dns.rdatatype.from_text(rdtype).to_bytes(2, "big") + b"\x00\x01"
+    """Is there a rendered answer for this client question (name as asked, type IN, EDNS state)?"""
+    wire = dns.name.from_text(name).to_wire() + dns.rdatatype.from_text(rdtype).to_bytes(2, "big") + b"\x00\x01"
     return any(key[:-1] == wire and key[-1] & 1 == edns for key in server.dns.table.entries)
 
 
@@ -98,16 +99,26 @@ async def test_a_rewritten_answer_is_kept_under_the_clients_question(serve):
     assert not table_has(server, "frontend.default.svc.cluster.local.")
 
 
+@pytest.mark.parametrize("name, rdtype", [
+    ("FrOnTeNd.ExAmPlE.cOm.", "A"),
+    ("FrOnTeNd.LeGaCy.CoRp.", "A"),
+    ("iP-10-1-2-3.ExAmPlE.", "A"),
+    ("3.2.1.10.In-AdDr.ArPa.", "PTR"),
+])
 @pytest_twisted.ensureDeferred
-async def test_the_table_serves_a_rewritten_name_in_the_clients_case(serve):
-    """A hit from the table carries the client's question and 0x20 case, in the question and the answer's owner."""
-    server = await serve()
-    first = await server.query("frontend.example.com.", "A")
-    again = await server.query("FrOnTeNd.ExAmPlE.cOm.", "A")
-    assert table_has(server, "frontend.example.com.")
-    assert again.question[0].name.to_text() == "FrOnTeNd.ExAmPlE.cOm."
-    assert again.answer[0].name.to_text() == "FrOnTeNd.ExAmPlE.cOm."
-    assert addresses(again) == addresses(first) == [FRONTEND_IP]
+async def test_the_table_serves_the_full_paths_bytes_in_the_clients_case(serve, name, rdtype):
+    """A hit for a rewritten or templated name, in a 0x20 client's case, is byte for byte its full-path answer."""
+    running = await serve()
+    server = running.dns
+    packet = dns.message.make_query(name, rdtype, id=99).to_wire()
+    server.answer(dns.message.make_query(name, rdtype, id=7).to_wire(), ("127.0.0.1", 5300), "udp", lambda wire: None)
+    hit = server.fast_answer(packet, True, reactor.seconds())
+    assert hit is not None
+    sent: list[bytes] = []
+    server.table.clear()
+    server.answer(packet, ("127.0.0.1", 5300), "udp", sent.append)
+    assert hit[0] == sent[0]
+    assert dns.message.from_wire(hit[0]).question[0].name.to_text() == name
 
 
 @pytest_twisted.ensureDeferred

@@ -652,10 +652,11 @@ def test_client_dependent_edns0_data_is_not_reused_for_other_clients():
     assert not request.fastpath.reusable
 
 
-def test_static_edns0_data_keeps_the_answer_reusable():
-    """A fixed option is the same for every client: the answer may be reused."""
-    request = make_request("example.com.")
-    ask(rewrite("rewrite edns0 local set 0xffee abcd"), request)
+@pytest.mark.parametrize("data", ["abcd", "{qname}", "{qtype}"])
+def test_edns0_data_from_the_question_keeps_the_answer_reusable(data):
+    """An option fixed, or made from the question as asked, is the same for every client asking it: reuse is safe."""
+    request = make_request("Example.com.")
+    ask(rewrite(f"rewrite edns0 local set 0xffee {data}"), request)
     assert request.fastpath.reusable
 
 

@@ -333,9 +333,17 @@ def test_a_template_answer_may_be_reused():
     assert request.fastpath.reusable
 
 
-@pytest.mark.parametrize("field", [".Remote", "(index .Message.Question 0).Name", ".Question.Name"])
+def test_a_template_reading_the_question_as_asked_may_be_reused():
+    """.Question keeps the client's case, and the table is keyed by the question as asked: reuse is safe."""
+    request = make_request("A.Example.", "TXT")
+    response = ask(template('template IN TXT example {\n answer "{{ .Name }} 60 IN TXT {{ .Question.Name }}"\n}'), request)
+    assert records(response) == ['a.example. 60 IN TXT "A.Example."']
+    assert request.fastpath.reusable
+
+
+@pytest.mark.parametrize("field", [".Remote", "(index .Message.Question 0).Name"])
 def test_a_template_reading_the_client_is_not_reused(field):
-    """An answer that names the client (.Remote), its message or its question's case is computed afresh for every query."""
+    """An answer that names the client (.Remote) or reads its message (its ID) is computed afresh for every query."""
     request = make_request("a.example.", "TXT")
     ask(template(f'template IN TXT example {{\n answer "{{{{ .Name }}}} 60 IN TXT {{{{ {field} }}}}"\n}}'), request)
     assert not request.fastpath.reusable
