@@ -41,6 +41,7 @@ import dns.rrset
 from twisted.internet.defer import Deferred
 
 from ..corefile import Directive
+from ..departures import Departure
 from ..plugin import BuildContext, PluginSpec
 from .request import Request
 
@@ -1009,5 +1010,30 @@ def _build(configs: tuple, ctx: BuildContext) -> RewritePlugin:
     return RewritePlugin(configs, ctx.reactor)
 
 
-#: One rule (template) per line, several lines per block.
-PLUGINS = (PluginSpec("rewrite", setup_rewrite, repeatable=True, build=_build),)
+_SOURCE = "discovery/dns/README.md#rewrite"
+#: The README's "Where Wayfinder departs" bullets, by the field of the rules they concern.
+_FIELD_DEPARTURES = (
+    ("edns0-server-ip", "edns0",
+     "{server_ip} of a block listening on every address is unknown and the rule does nothing (CoreDNS reads "
+     "each packet's destination address); a client that sent no OPT record gets none back, though a rule gave "
+     "the query one (CoreDNS sends it back)"),
+    ("cname-order", "cname",
+     "cname rules run before the other response rules and replace the first CNAME they match; CoreDNS "
+     "interleaves them record by record"),
+    ("ttl-opt", "ttl", "the OPT record's flags are left alone; CoreDNS clamps its TTL field too"),
+)
+
+
+def _departures() -> tuple[Departure, ...]:
+    """Each bullet for a rule of its field, written `rewrite FIELD`, `rewrite stop|continue FIELD`, or in a block."""
+    found = []
+    for key, field, text in _FIELD_DEPARTURES:
+        for prefix in ((), (STOP,), (CONTINUE,)):
+            found.append(Departure(f"rewrite/{key}{'-' + prefix[0] if prefix else ''}", "rewrite", None,
+                                   prefix + (field,), text, _SOURCE))
+        found.append(Departure(f"rewrite/{key}-block", "rewrite", field, (), text, _SOURCE))
+    return tuple(found)
+
+
+#: One rule per line (or block), several lines per server block.
+PLUGINS = (PluginSpec("rewrite", setup_rewrite, repeatable=True, build=_build, departures=_departures()),)

@@ -46,6 +46,7 @@ from twisted.internet import defer
 from twisted.python.failure import Failure
 
 from ..corefile import Directive
+from ..departures import Departure
 from ..plugin import BuildContext, PluginSpec
 from ..zones import Fallthrough, longest_match, normalize_zone, zones_from_cidr
 from . import gotemplate
@@ -463,5 +464,18 @@ def _build(configs: tuple, ctx: BuildContext) -> TemplatePlugin:
     return TemplatePlugin(configs, ctx.reactor, registry=ctx.registry, server=ctx.server)
 
 
-#: One rule (template) per line, several lines per block.
-PLUGINS = (PluginSpec("template", setup_template, repeatable=True, build=_build),)
+_SOURCE = "discovery/dns/README.md#template"
+
+#: One template per line, several lines per server block.
+PLUGINS = (
+    PluginSpec("template", setup_template, repeatable=True, build=_build, departures=(
+        Departure("template/meta", "template", None, (),
+                  ".Meta reads as empty: Wayfinder has no metadata plugin (as CoreDNS without it)", _SOURCE),
+        Departure("template/cname-lookups", "template", None, (),
+                  "the CNAMEs of an answer are resolved all at once, and TC is set when any lookup was truncated; "
+                  "CoreDNS resolves them one after the other and keeps the last lookup's TC", _SOURCE),
+        Departure("template/regex", "template", "match", (),
+                  "Python's regular expressions, not RE2: RE2-only escapes such as \\z are refused and nested "
+                  "repeats can backtrack", _SOURCE),
+    )),
+)
