@@ -447,6 +447,11 @@ class Application:
             assembly.plugins[key] = plugin
             chain.append(plugin)
             keys.append(key)
+        for plugin in chain:
+            # transfer and autopath find the plugins they ask (zones to list, search paths).
+            set_chain = getattr(plugin, "set_chain", None)
+            if set_chain is not None:
+                set_chain(chain)
         log_configs = block.plugin("log")
         errors_config = block.plugin("errors")
         loadbalance = block.plugin("loadbalance") is not None

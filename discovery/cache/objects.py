@@ -36,6 +36,7 @@ __all__ = [
     "ObjectError",
     "quote",
     "ServicePort",
+    "LoadBalancerIngress",
     "Service",
     "TargetRef",
     "Endpoint",
@@ -63,6 +64,11 @@ SERVICE_TYPES = frozenset({"ClusterIP", "NodePort", "LoadBalancer", "ExternalNam
 PROTOCOLS = frozenset({"TCP", "UDP", "SCTP"})
 ADDRESS_TYPES = frozenset({"IPv4", "IPv6", "FQDN"})
 IP_FAMILIES = frozenset({"IPv4", "IPv6"})
+TRAFFIC_POLICIES = frozenset({"Cluster", "Local"})
+#: status.loadBalancer.ingress[].ipMode (KEP-1860).
+IP_MODES = frozenset({"VIP", "Proxy"})
+#: The types the API server gives node ports to.
+_NODE_PORT_TYPES = frozenset({"NodePort", "LoadBalancer"})
 
 # k8s.io/apimachinery/pkg/util/validation: DNS-1123 label (Service names
 # under RelaxedServiceNameValidation, namespaces, Service and EndpointSlice
@@ -122,6 +128,18 @@ class ServicePort:
     protocol: str
     port: int
     app_protocol: str | None = None
+    #: spec.ports[].nodePort: NodePort and LoadBalancer Services; None otherwise.
+    node_port: int | None = None
+
+
+@attrs.frozen
+class LoadBalancerIngress:
+    """One entry of status.loadBalancer.ingress: an IP, or a hostname (AWS ELB)."""
+
+    ip: str = ""
+    hostname: str = ""
+    #: "VIP", "Proxy", or "" when the load balancer did not say.
+    ip_mode: str = ""
 
 
 @attrs.frozen
@@ -146,10 +164,27 @@ class Service:
     #: the canonical spelling of cluster_ips[0] ("2001:DB8::1", "010.0.0.1":
     #: the API server only warns); None otherwise, which costs nothing.
     cluster_ip_as_written: str | None = None
+    #: spec.externalIPs, in order.
+    external_ips: tuple[str, ...] = ()
+    #: status.loadBalancer.ingress, in order.
+    ingress: tuple[LoadBalancerIngress, ...] = ()
+    #: spec.loadBalancerIP (deprecated, still set by some clusters): "" when unset.
+    load_balancer_ip: str = ""
+    #: spec.externalTrafficPolicy: "Cluster", "Local", or "" for types without it.
+    external_traffic_policy: str = ""
 
     @property
     def key(self) -> tuple[str, str]:
         return (self.namespace, self.name)
+
+    @property
+    def external_addresses(self) -> tuple[str, ...]:
+        """What the outside world reaches this Service at, as CoreDNS lists it
+        (object/service.go ExternalIPs): spec.externalIPs, then each ingress's
+        IP, or its hostname when it has no IP."""
+        if not self.ingress:
+            return self.external_ips
+        return self.external_ips + tuple(entry.ip or entry.hostname for entry in self.ingress)
 
     @property
     def cluster_ip(self) -> str:
@@ -483,12 +518,28 @@ def service_from_api(obj: Any, default_namespace: str | None = None) -> Service:
             r.fail(f"{path}: duplicate port {number}/{protocol}")
         seen_numbers.add((number, protocol))
         app_protocol = r.string(port.get("appProtocol"), f"{path}.appProtocol")
-        ports.append(ServicePort(sys.intern(name), protocol, number, app_protocol))
+        node_port = None
+        if service_type in _NODE_PORT_TYPES:
+            node_port = r.port_number(port.get("nodePort"), f"{path}.nodePort", required=False)
+        ports.append(ServicePort(sys.intern(name), protocol, number, app_protocol, node_port))
 
     annotations = r.mapping(metadata.get("annotations"), "metadata.annotations")
     publish = r.boolean(
         spec.get("publishNotReadyAddresses"), "spec.publishNotReadyAddresses", False
     ) or annotations.get(TOLERATE_UNREADY_ANNOTATION) in _GO_TRUE
+
+    external_ips = tuple(
+        r.ip(ip, f"spec.externalIPs[{i}]")
+        for i, ip in enumerate(r.sequence(spec.get("externalIPs"), "spec.externalIPs"))
+    )
+    load_balancer_ip = r.string(spec.get("loadBalancerIP"), "spec.loadBalancerIP", "")
+    if load_balancer_ip:
+        load_balancer_ip = r.ip(load_balancer_ip, "spec.loadBalancerIP")
+    policy = r.string(spec.get("externalTrafficPolicy"), "spec.externalTrafficPolicy", "")
+    if policy and policy not in TRAFFIC_POLICIES:
+        r.fail(f"spec.externalTrafficPolicy: {policy!r} is not Cluster or Local")
+    if service_type == "ExternalName":
+        external_ips, load_balancer_ip, policy = (), "", ""
 
     return Service(
         namespace=r.namespace,
@@ -503,7 +554,44 @@ def service_from_api(obj: Any, default_namespace: str | None = None) -> Service:
         selector=r.labels(spec.get("selector"), "spec.selector"),
         labels=r.labels(metadata.get("labels"), "metadata.labels"),
         cluster_ip_as_written=as_written,
+        external_ips=external_ips,
+        ingress=_ingress(r, r.mapping(obj.get("status"), "status")),
+        load_balancer_ip=load_balancer_ip,
+        external_traffic_policy=sys.intern(policy),
     )
+
+
+def _ingress(r: _Reader, status: Mapping) -> tuple[LoadBalancerIngress, ...]:
+    """status.loadBalancer.ingress, validated as ValidateLoadBalancerStatus does."""
+    balancer = r.mapping(status.get("loadBalancer"), "status.loadBalancer")
+    entries = []
+    for i, entry in enumerate(r.sequence(balancer.get("ingress"), "status.loadBalancer.ingress")):
+        path = f"status.loadBalancer.ingress[{i}]"
+        entry = r.mapping(entry, path)
+        ip = r.string(entry.get("ip"), f"{path}.ip", "")
+        if ip:
+            ip = r.ip(ip, f"{path}.ip")
+        hostname = r.string(entry.get("hostname"), f"{path}.hostname", "").rstrip(".").lower()
+        if hostname:
+            if not _is_dns_subdomain(hostname):
+                r.fail(f"{path}.hostname: {hostname!r} is not a DNS name")
+            try:
+                ipaddress.ip_address(hostname)
+            except ValueError:
+                pass
+            else:
+                r.fail(f"{path}.hostname: {hostname!r} must be a DNS name, not an IP address")
+        ip_mode = r.string(entry.get("ipMode"), f"{path}.ipMode", "")
+        if ip_mode:
+            if ip_mode not in IP_MODES:
+                r.fail(f"{path}.ipMode: {ip_mode!r} is not VIP or Proxy")
+            if not ip:
+                r.fail(f"{path}.ipMode: only allowed with an ip")
+        if not ip and not hostname:
+            # An empty entry publishes nothing (CoreDNS would list "").
+            continue
+        entries.append(LoadBalancerIngress(ip, sys.intern(hostname) if hostname else "", sys.intern(ip_mode)))
+    return tuple(entries)
 
 
 def _target_ref(r: _Reader, value: Any, path: str) -> TargetRef | None:

@@ -18,7 +18,7 @@ import attrs
 
 from .objects import EndpointSlice, Namespace, Pod, Service
 
-__all__ = ["Store", "Change", "KINDS", "CacheObject"]
+__all__ = ["Store", "Change", "KINDS", "CacheObject", "affects_external"]
 
 CacheObject = Union[Service, EndpointSlice, Pod, Namespace]
 
@@ -64,12 +64,34 @@ class Change:
 def _addresses(obj: CacheObject) -> Iterator[str]:
     if isinstance(obj, Service):
         yield from obj.cluster_ips
+        yield from _external_ips(obj)
     elif isinstance(obj, EndpointSlice):
         if obj.address_type != "FQDN":
             for endpoint in obj.endpoints:
                 yield from endpoint.addresses
     elif isinstance(obj, Pod):
         yield from obj.ips
+
+
+def _external_ips(svc: Service) -> Iterator[str]:
+    """The IPs among a Service's external addresses (hostnames excepted)."""
+    for address in svc.external_addresses:
+        if ":" in address or address[:1].isdigit():
+            yield address
+
+
+def affects_external(change: "Change") -> bool:
+    """Does this change move what the external zone (k8s_external) holds?
+
+    As CoreDNS's serviceModified: a Service added or deleted with external
+    addresses, its external addresses changed, or its ports changed.
+    """
+    if change.kind != "Service":
+        return False
+    old, new = change.old, change.new
+    if old is None or new is None:
+        return bool((old or new).external_addresses)
+    return old.external_addresses != new.external_addresses or old.ports != new.ports
 
 
 # The by-IP and by-Service indexes mostly hold one object per key; a bucket
@@ -118,6 +140,7 @@ class Store:
         # Buckets: one object, or a dict of them by key (see _add_to).
         self._slices_by_service: dict[tuple[str, str], Any] = {}
         self._services_by_ip: dict[str, Any] = {}
+        self._services_by_external_ip: dict[str, Any] = {}
         self._slices_by_ip: dict[str, Any] = {}
         self._pods_by_ip: dict[str, Any] = {}
         self._subscribers: list[Callable[[Change], None]] = []
@@ -125,6 +148,9 @@ class Store:
         self.generation = 0
         #: Wall-clock time of the last change (CoreDNS's SOA serial).
         self.modified = int(clock())
+        #: Wall-clock time of the last change to the external zone (CoreDNS's
+        #: ModifiedExternal, k8s_external's SOA serial): see affects_external.
+        self.external_modified = self.modified
 
     # -- writing ----------------------------------------------------------
 
@@ -183,6 +209,8 @@ class Store:
         self.generation += 1
         self.modified = int(self._clock())
         change = Change(kind, old, new, self.generation)
+        if affects_external(change):
+            self.external_modified = self.modified
         for callback in list(self._subscribers):
             callback(change)
         return change
@@ -196,10 +224,14 @@ class Store:
                 del by_namespace[svc.namespace]
             for ip in svc.cluster_ips:
                 _remove_from(self._services_by_ip, ip, svc)
+            for ip in _external_ips(svc):
+                _remove_from(self._services_by_external_ip, ip, svc)
         else:
             by_namespace.setdefault(svc.namespace, {})[svc.name] = svc
             for ip in svc.cluster_ips:
                 _add_to(self._services_by_ip, ip, svc)
+            for ip in _external_ips(svc):
+                _add_to(self._services_by_external_ip, ip, svc)
 
     def _index_EndpointSlice(self, eps: EndpointSlice, remove: bool) -> None:
         change = _remove_from if remove else _add_to
@@ -230,6 +262,10 @@ class Store:
 
     def services_by_ip(self, ip: str) -> Iterable[Service]:
         return _members(self._services_by_ip.get(ip))
+
+    def services_by_external_ip(self, ip: str) -> Iterable[Service]:
+        """Services with this IP among their external addresses (CoreDNS's SvcExtIndexReverse)."""
+        return _members(self._services_by_external_ip.get(ip))
 
     def slice(self, namespace: str, name: str) -> EndpointSlice | None:
         return self._objects["EndpointSlice"].get((namespace, name))

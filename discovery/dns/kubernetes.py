@@ -38,12 +38,12 @@ from twisted.python.failure import Failure
 from ..cache.config import KubernetesConfig, setup_kubernetes
 from ..cache.store import Change, Store
 from ..plugin import BuildContext, PluginSpec
-from ..zones import longest_match
+from ..zones import is_reverse, longest_match
 from . import prepared
 from . import zone as zone_answers
 from .request import ANY_CHANGE, Next, Request, Result
 
-__all__ = ["KubernetesPlugin", "store_key", "invalidation_tokens", "local_addresses", "PLUGINS"]
+__all__ = ["KubernetesPlugin", "store_key", "invalidation_tokens", "respond", "local_addresses", "PLUGINS"]
 
 #: The sync state of the Store's source: a Deferred that fires once it has
 #: synced, a function that tells, or a fixed flag.
@@ -165,6 +165,48 @@ class KubernetesPlugin:
             return None
         return answer, _authoritative(answer), self._tokens(answer.dependencies)
 
+    def auto_path(self, request: Request, host_search=()) -> tuple[str, ...] | None:
+        """autopath.go AutoPath: the search path of the Pod that asks, or None (no autopath).
+
+        Only for names in our zones, with `pods verified`, and a client address that is a Pod's.
+        """
+        zone = longest_match(self._config.zones, request.name)
+        if zone is None or self._config.pods != "verified":
+            return None
+        namespace = zone_answers.client_namespace(self._store, self._options, request.client[0])
+        if namespace is None:
+            return None
+        from .autopath import kubernetes_search_path
+
+        return kubernetes_search_path(zone, namespace, host_search)
+
+    def autopath_vary(self, name: str):
+        """For a name below ``NS.svc.ZONE``: the client classifier autopath's answers depend on (else None)."""
+        zone = longest_match(self._config.zones, name)
+        if zone is None or self._config.pods != "verified":
+            return None
+        svc_zone = "svc." if zone == "." else "svc." + zone
+        if not name.endswith("." + svc_zone):
+            return None
+        label = name[: -len(svc_zone) - 1].rpartition(".")[2]
+        from .autopath import autopath_vary_for
+
+        store, options = self._store, self._options
+        return autopath_vary_for(label, lambda host: zone_answers.client_namespace(store, options, host))
+
+    def transfer(self, zone: str, serial: int):
+        """The zone's records for AXFR (xfr.go), or None when this is not one of our forward zones.
+
+        An IXFR whose serial is the current one gets the SOA alone. Until the
+        cache has synced there is nothing true to transfer: None.
+        """
+        if zone not in self._config.zones or is_reverse(zone) or not self._has_synced():
+            return None
+        records = zone_answers.transfer_records(self._store, self._options, zone)
+        if serial and serial == zone_answers.soa_serial(self._store):
+            return [next(records)]
+        return records
+
     def _tokens(self, dependencies: Iterable[Hashable]) -> list[tuple]:
         key = self._key
         return [(key, token) for token in dependencies]
@@ -202,15 +244,20 @@ class KubernetesPlugin:
         return lookup
 
     def _respond(self, request: Request, answer: zone_answers.Answer) -> dns.message.Message:
-        response = request.reply()
-        if _authoritative(answer):
-            response.flags |= dns.flags.AA
-        response.set_rcode(answer.rcode)
-        response.answer.extend(answer.answer)
-        response.authority.extend(answer.authority)
-        response.additional.extend(answer.additional)
-        request.plugin = self.name
-        return response
+        return respond(request, answer, self.name)
+
+
+def respond(request: Request, answer: zone_answers.Answer, plugin: str) -> dns.message.Message:
+    """The response carrying an Answer, written by plugin (for the metrics' plugin label)."""
+    response = request.reply()
+    if _authoritative(answer):
+        response.flags |= dns.flags.AA
+    response.set_rcode(answer.rcode)
+    response.answer.extend(answer.answer)
+    response.authority.extend(answer.authority)
+    response.additional.extend(answer.additional)
+    request.plugin = plugin
+    return response
 
 
 def _authoritative(answer: zone_answers.Answer) -> bool:

@@ -3,7 +3,8 @@
 A server block's plugins form a chain in CoreDNS's order (cache, hosts,
 kubernetes, loop, forward). Each plugin's ``serve(request, next)`` either
 answers, returning a response `dns.message.Message` (or a Deferred that fires
-with one), or passes the request on with ``next(request)``.
+with one, or over TCP a `Stream` of several), or passes the request on with
+``next(request)``.
 
 While it answers, a plugin also says how the server may reuse the rendered
 answer for the next identical question (`FastPathPolicy`): which cache
@@ -14,7 +15,7 @@ reused at all. The server's table of rendered answers relies on that.
 from __future__ import annotations
 
 import math
-from typing import Callable, Hashable, Protocol, Union
+from typing import Callable, Hashable, Iterator, Protocol, Union
 
 import attrs
 import dns.flags
@@ -24,6 +25,7 @@ from twisted.internet.defer import Deferred
 
 __all__ = [
     "Request",
+    "Stream",
     "FastPathPolicy",
     "Plugin",
     "Next",
@@ -32,7 +34,7 @@ __all__ = [
     "PluginError",
 ]
 
-Result = Union[dns.message.Message, Deferred]
+Result = Union[dns.message.Message, Deferred, "Stream"]
 Next = Callable[["Request"], Result]
 
 #: A dependency on every change of a store (a token is (store key, what)).
@@ -45,6 +47,19 @@ class PluginError(Exception):
     The server answers SERVFAIL and `errors` logs it; unlike any other
     exception it is not a bug, so it does not count in coredns_panics_total.
     """
+
+
+@attrs.define(eq=False)
+class Stream:
+    """A response of several messages, over TCP only (a zone transfer, RFC 5936).
+
+    The messages are made lazily: the server renders and writes one at a
+    time, as fast as the client reads them, and answers other queries in
+    between. The iterator may also yield None while it works towards the
+    next message, to let other work run sooner. Never reused.
+    """
+
+    messages: Iterator[dns.message.Message | None]
 
 
 @attrs.define(slots=True)
@@ -79,6 +94,10 @@ class FastPathPolicy:
     #: answers that hold for some clients or queries only (`acl`, `nsid`);
     #: an answer without any costs nothing extra on reuse.
     guards: tuple[Callable[[bytes, int, str], bool], ...] = ()
+    #: The answer depends on who asks (autopath): a function from the
+    #: client's address to a class (bytes). The server reuses the answer
+    #: only for clients of the same class: the class is part of the key.
+    vary: Callable[[str], bytes] | None = None
 
     def forbid(self) -> None:
         """This answer must be computed afresh for every query."""

@@ -59,7 +59,7 @@ from ..zones import longest_match
 from .compress import Rendered, render, udp_sizes_served
 from .edns import COOKIE_ALONE, has_malformed_options, options_end
 from .loadbalance import rotations
-from .request import FastPathPolicy, PluginError, Request
+from .request import FastPathPolicy, PluginError, Request, Stream
 from .tcp import TCPFactory
 from .timeouts import TimeoutsConfig
 from .table import DEFAULT_LIMIT, AnswerTable
@@ -295,6 +295,24 @@ class _Countdown:
         return bytes(tail)
 
 
+class _Vary:
+    """A table entry standing for answers that depend on the client (autopath).
+
+    The answers themselves are kept under the question's key plus the
+    client's class (`FastPathPolicy.vary`), so an answer rendered for one
+    class of client is never found by a client of another. It carries what
+    the table keeps for every entry (`discovery.dns.table`).
+    """
+
+    __slots__ = ("classify", "tails", "referenced", "slot", "tokens", "cost", "prepared", "serial")
+
+    def __init__(self, classify: Callable[[str], bytes]):
+        self.classify = classify
+        self.tails = b""
+        self.prepared = False
+        self.serial = None
+
+
 class _Serial:
     """SOA serials (the Store's modification time) patched into a rendering when the Store moves."""
 
@@ -444,6 +462,8 @@ class DNSServer:
         # Reuses reach the plugins' counters within a second.
         self._reporter = task.LoopingCall(self.report_reuses)
         self._reporter.clock = reactor
+        #: Runs the steps of Streams (zone transfers) between other work.
+        self._cooperator = task.Cooperator(scheduler=lambda step: reactor.callLater(0, step))
         self.set_blocks(blocks)
 
     # -- configuration ------------------------------------------------------
@@ -619,7 +639,8 @@ class DNSServer:
 
         Returns (wire, entry, qend, dnssec_ok). max_size_udp: apply the
         client's UDP limit (512, or its EDNS size); TCP takes anything.
-        client: the client's host, for answers that hold for some clients only.
+        client: the client's host, for answers that hold for some clients only
+        (guards) or depend on who asks (vary).
         """
         n = len(data)
         # Header: QR=0, opcode QUERY, qdcount 1, ancount 0, nscount 0.
@@ -657,14 +678,20 @@ class DNSServer:
                 limit = self.max_udp_size
         else:
             return None
+        entries = self.table.entries
         key = _table_key(data, qend, state)
-        entry = self.table.entries.get(key)
-        if entry is None or entry.expires <= now:
+        entry = entries.get(key)
+        if entry is None or (type(entry) is not _Vary and entry.expires <= now):
             entry = self.fast_miss(data, qend, state, key, now)
             if entry is None:
                 return None
         else:
             entry.referenced = True
+            if type(entry) is _Vary:
+                entry = entries.get(key + entry.classify(_client_host(client)))
+                if entry is None or entry.expires <= now:
+                    return None
+                entry.referenced = True
         if max_size_udp:
             if not entry.udp_min <= limit <= entry.udp_max:
                 return None
@@ -764,8 +791,9 @@ class DNSServer:
 
     # -- the full path ------------------------------------------------------------
 
-    def answer(self, data: bytes, client: tuple[str, int], proto: str, send: Callable[[bytes], None]) -> None:
-        """Answer one packet on the full path; send is called at most once."""
+    def answer(self, data: bytes, client: tuple[str, int], proto: str, send: Callable[[bytes], None], connection=None) -> None:
+        """Answer one packet on the full path; send is called at most once,
+        except for a `Stream` on a TCP connection (see `_stream`)."""
         started = self.reactor.seconds()
         if len(data) < 12 or data[2] & 0x80:
             # Unreadable header, or a response: never answer (no loops).
@@ -823,10 +851,10 @@ class DNSServer:
         request.lookup = lambda name, rdtype: self._lookup(block, request, name, rdtype)
         result = self._run(block, request)
         if isinstance(result, Deferred):
-            result.addCallback(self._respond, block, request, data, send, started)
+            result.addCallback(self._respond, block, request, data, send, started, connection)
             result.addErrback(_log_unhandled)
         else:
-            self._respond(result, block, request, data, send, started)
+            self._respond(result, block, request, data, send, started, connection)
 
     def _run(self, block: BlockRuntime, request: Request):
         try:
@@ -856,7 +884,10 @@ class DNSServer:
         request.fastpath.forbid()
         return response
 
-    def _respond(self, response: dns.message.Message | None, block: BlockRuntime, request: Request, data: bytes, send, started: float) -> None:
+    def _respond(self, response, block: BlockRuntime, request: Request, data: bytes, send, started: float, connection=None) -> None:
+        if isinstance(response, Stream):
+            self._stream(response, block, request, data, send, started, connection)
+            return
         if response is None:
             # A plugin dropped the query (acl's drop): no reply at all. As
             # in CoreDNS, metrics and log still count it: NOERROR, size 0.
@@ -883,6 +914,59 @@ class DNSServer:
         if block.query_log is not None:
             block.query_log(request.client[0], request.client[1], request.proto, data, wire, rcode, duration)
 
+    # -- responses of several messages (zone transfers) ---------------------------
+
+    def _stream(self, stream: Stream, block: BlockRuntime, request: Request, data: bytes, send, started: float, connection) -> None:
+        """Write a Stream's messages one per cooperative step, as fast as the client reads.
+
+        Each step renders one message (up to 64 KB), so other queries are
+        answered between steps; the connection's transport pauses the steps
+        while its buffer is full (an IPushProducer). A second stream on the
+        same connection waits for the first. Without a TCP connection there
+        is no stream: REFUSED, as CoreDNS answers a transfer over UDP.
+        """
+        if connection is None:
+            response = request.reply()
+            response.set_rcode(dns.rcode.REFUSED)
+            self._respond(response, block, request, data, send, started)
+            return
+        sent = [b""]
+
+        def steps():
+            for message in stream.messages:
+                if message is None:
+                    # The stream is still gathering its next message.
+                    yield None
+                    continue
+                wire = message.to_wire(max_size=65535, want_shuffle=False)
+                if not sent[0]:
+                    sent[0] = wire
+                send(wire)
+                yield None
+
+        def start(_=None) -> Deferred:
+            transport = connection.transport
+            if transport is None or not transport.connected:
+                return defer.succeed(None)
+            work = self._cooperator.cooperate(steps())
+            # The connection is its transport's producer: it pauses the
+            # steps while the client does not read (see tcp.TCPProtocol).
+            connection.attach(work)
+
+            def finished(result):
+                connection.detach()
+                if isinstance(result, Failure) and not result.check(task.TaskStopped):
+                    log.error("%s %s: stream failed: %s", request.qname, dns.rdatatype.to_text(request.qtype), result.getErrorMessage())
+                    connection.transport.loseConnection()
+                # Counted once, with the first message's size (each message is one response).
+                self._report(block, request, data, sent[0], dns.rcode.NOERROR, started)
+
+            return work.whenDone().addBoth(finished)
+
+        previous = connection.streaming
+        connection.streaming = previous.addCallback(start) if previous is not None else start()
+        connection.streaming.addBoth(lambda _: None)
+
     def _remember(self, block, request: Request, data: bytes, rendered, variants, rcode: int) -> None:
         policy: FastPathPolicy = request.fastpath
         if not policy.reusable or request.depth:
@@ -898,6 +982,10 @@ class DNSServer:
             variants_wire = [wire]
         key = _table_key(data, qend, (1 if request.edns else 0) | (2 if request.dnssec_ok else 0))
         entry = _Entry(rendered, variants_wire, qend, policy, self.reactor.seconds(), block, request.zone, rcode, request.plugin)
+        if policy.vary is not None:
+            # By construction, a client of another class looks under another key.
+            self.table.put(key, _Vary(policy.vary), policy.dependencies)
+            key += policy.vary(request.client[0])
         self.table.put(key, entry, policy.dependencies)
 
     def record_fast(self, entry: _Entry, proto: str, client: tuple, query: bytes, wire: bytes, qend: int, dnssec_ok: bool, started: float) -> None:

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import struct
 
-from twisted.internet import protocol
+from twisted.internet import protocol, task
 from zope.interface import implementer
 from twisted.internet.interfaces import IPushProducer
 
@@ -44,6 +44,11 @@ class TCPProtocol(protocol.Protocol):
         self.queries = 0
         self.closing = False
         self.write_timer = None
+        self.paused = False
+        #: The cooperative task writing a Stream (a zone transfer), or None;
+        #: `streaming` chains a second Stream after the first.
+        self.stream_task = None
+        self.streaming = None
 
     # -- connection ---------------------------------------------------------------
 
@@ -60,6 +65,7 @@ class TCPProtocol(protocol.Protocol):
             if timer is not None and timer.active():
                 timer.cancel()
         self.timer = self.write_timer = None
+        self.stopProducing()
 
     def _deadline(self, seconds: float, reason: str) -> None:
         if self.timer is not None and self.timer.active():
@@ -78,6 +84,8 @@ class TCPProtocol(protocol.Protocol):
         # The client is not taking its answers: read no more of its queries,
         # and give it `write` seconds.
         self.transport.pauseProducing()
+        self.paused = True
+        _each(self.stream_task, "pause")
         if self.write_timer is None or not self.write_timer.active():
             self.write_timer = self.server.reactor.callLater(self.timeouts.write, self._write_expired)
 
@@ -85,11 +93,26 @@ class TCPProtocol(protocol.Protocol):
         if self.write_timer is not None and self.write_timer.active():
             self.write_timer.cancel()
         self.write_timer = None
+        self.paused = False
+        _each(self.stream_task, "resume")
         if not self.closing:
             self.transport.resumeProducing()
 
     def stopProducing(self) -> None:
-        pass
+        _each(self.stream_task, "stop")
+        self.stream_task = None
+
+    # -- Streams: several messages for one query -------------------------------------
+
+    def attach(self, work: task.CooperativeTask) -> None:
+        """Write a Stream with work, paused while the client does not take answers."""
+        self.stream_task = work
+        if self.paused:
+            _each(work, "pause")
+
+    def detach(self) -> None:
+        self.stream_task = None
+        self._maybe_close()
 
     def _write_expired(self) -> None:
         self.guard.closed_at_deadline(self.server.label, "write")
@@ -136,7 +159,7 @@ class TCPProtocol(protocol.Protocol):
             self._deadline(self.timeouts.idle, "idle")
 
     def _maybe_close(self) -> None:
-        if self.closing and not self.pending:
+        if self.closing and not self.pending and self.stream_task is None:
             self.transport.loseConnection()
 
     def _send(self, wire: bytes) -> None:
@@ -160,7 +183,17 @@ class TCPProtocol(protocol.Protocol):
             self._send(wire)
             server.record_fast(entry, "tcp", (self.peer.host, self.peer.port), message, wire, qend, dnssec_ok, started)
             return
-        server.answer(message, (self.peer.host, self.peer.port), "tcp", self._send)
+        server.answer(message, (self.peer.host, self.peer.port), "tcp", self._send, self)
+
+
+def _each(work: task.CooperativeTask | None, action: str) -> None:
+    """Pause, resume or stop a Stream's task, which may have just finished."""
+    if work is None:
+        return
+    try:
+        getattr(work, action)()
+    except (task.TaskDone, task.TaskFinished, task.TaskStopped):
+        pass
 
 
 class TCPFactory(protocol.ServerFactory):

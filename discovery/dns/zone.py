@@ -27,7 +27,9 @@ that a rendered answer can be reused until one of them changes:
   so that a change to one Service costs only the answers about it;
 * ``("address", ip)``: any object holding that IP;
 * ``("serial",)``: the SOA in the answer, whose serial is the Store's
-  last modification time.
+  last modification time;
+* ``("external-serial",)``: the k8s_external zone's SOA, whose serial is
+  the Store's last change to external addresses.
 
 `change_dependencies` gives the tokens a Store change touches.
 """
@@ -37,7 +39,7 @@ from __future__ import annotations
 import functools
 import ipaddress
 import math
-from typing import Iterable, NamedTuple
+from typing import Iterable, Iterator, NamedTuple
 
 import attrs
 import dns.name
@@ -56,7 +58,7 @@ from dns.rdtypes.IN.SRV import SRV
 
 from ..cache.objects import Endpoint, EndpointSlice, Namespace, Pod, Service, ServicePort
 from ..cache.selectors import LabelSelector
-from ..cache.store import Change, Store
+from ..cache.store import Change, Store, affects_external
 
 __all__ = [
     "Answer",
@@ -66,6 +68,9 @@ __all__ = [
     "change_dependencies",
     "endpoint_name",
     "DNS_SCHEMA_VERSION",
+    "transfer_records",
+    "soa_serial",
+    "client_namespace",
 ]
 
 #: The schema version served at dns-version.<zone> (CoreDNS's DNSSchemaVersion).
@@ -189,6 +194,9 @@ def change_dependencies(change: Change) -> frozenset:
         elif isinstance(obj, EndpointSlice) and obj.service_name:
             tokens.add(("service", obj.namespace, obj.service_name))
     tokens.update(("address", ip) for ip in change.addresses())
+    if affects_external(change):
+        # The k8s_external zone's SOA serial (discovery.dns.k8s_external).
+        tokens.add(("external-serial",))
     return frozenset(tokens)
 
 
@@ -551,6 +559,20 @@ def endpoint_name(endpoint: Endpoint, address: str, pod_names: bool) -> str:
     return dashed + "0" if dashed.endswith("-") else dashed
 
 
+def _endpoint_addresses(q: _Query, service: Service):
+    """Each ready address of a Service's endpoints: (address, endpoint name, its slice's ports)."""
+    pod_names = q.options.endpoint_pod_names
+    for eps in _slices(q, service):
+        ports = [
+            _PortSpec(p.name, p.protocol, -1 if p.port is None else p.port) for p in eps.ports
+        ] or _NO_PORTS
+        for ep in eps.endpoints:
+            if not _ready(ep, service):
+                continue
+            for address in ep.addresses:
+                yield address, endpoint_name(ep, address, pod_names), ports
+
+
 def _ports_match(want_port: str, want_protocol: str, port: _PortSpec | ServicePort) -> bool:
     """kubernetes.go matchPortAndProtocol: an empty wish matches anything, case-insensitively."""
     return (not want_port or want_port == port.name.lower()) and (
@@ -580,22 +602,13 @@ def _find_service(
         return [_Entry(service.external_name, 0, ())]
     if service.headless or endpoint:
         entries = []
-        pod_names = q.options.endpoint_pod_names
-        for eps in _slices(q, service):
-            ports = [
-                _PortSpec(p.name, p.protocol, -1 if p.port is None else p.port) for p in eps.ports
-            ] or _NO_PORTS
-            for ep in eps.endpoints:
-                if not _ready(ep, service):
-                    continue
-                for address in ep.addresses:
-                    host = endpoint_name(ep, address, pod_names)
-                    if endpoint and endpoint != host.lower():
-                        continue
-                    target = (host, service.name, namespace, "svc")
-                    for spec in ports:
-                        if _ports_match(port, protocol, spec):
-                            entries.append(_Entry(address, spec.port, target))
+        for address, host, ports in _endpoint_addresses(q, service):
+            if endpoint and endpoint != host.lower():
+                continue
+            target = (host, service.name, namespace, "svc")
+            for spec in ports:
+                if _ports_match(port, protocol, spec):
+                    entries.append(_Entry(address, spec.port, target))
         return entries or None
     entries = []
     matched = False
@@ -622,18 +635,36 @@ def _find_pod(q: _Query, namespace: str, name: str) -> list[_Entry] | None:
     q.deps.add(("address", ip))
     if mode == "insecure":
         return None if _parse_ip(ip) is None else [_Entry(ip, 0, target)]
-    # CoreDNS indexes a Pod by its primary IP (status.podIP) and compares the
-    # texts, and its cache holds no terminating or finished Pod.
-    entries = [
-        _Entry(ip, 0, target)
-        for pod in q.store.pods_by_ip(ip)
-        if pod.namespace == namespace
-        and pod.ips[0] == ip
-        and not pod.deleting
-        and pod.phase not in _GONE_POD_PHASES
-        and _visible(q, pod)
-    ]
+    entries = [_Entry(ip, 0, target) for pod in _pods_at(q.store, q.options, ip) if pod.namespace == namespace]
     return entries or None
+
+
+def _pods_at(store: Store, options: ZoneOptions, ip: str) -> Iterator[Pod]:
+    """The Pods CoreDNS's pod index gives for an IP.
+
+    CoreDNS indexes a Pod by its primary IP (status.podIP) and compares the
+    texts, and its cache holds no terminating or finished Pod; it lists
+    Pods with the `labels` selector.
+    """
+    selector = options.labels
+    for pod in store.pods_by_ip(ip):
+        if (
+            pod.ips[0] == ip
+            and not pod.deleting
+            and pod.phase not in _GONE_POD_PHASES
+            and (selector is None or selector.matches(pod.labels))
+        ):
+            yield pod
+
+
+def client_namespace(store: Store, options: ZoneOptions, ip: str) -> str | None:
+    """The namespace of the Pod at this address (autopath.go podWithIP: the first one), or None.
+
+    Called per reused autopath answer (the client's class): a dict lookup and a few tests.
+    """
+    for pod in _pods_at(store, options, ip):
+        return pod.namespace
+    return None
 
 
 def _ns_addresses(q: _Query) -> list[tuple[tuple[str, ...], str]]:
@@ -877,3 +908,95 @@ def _reverse_targets(q: _Query, ip: str) -> list[tuple[str, ...]]:
                 if target not in targets:
                     targets.append(target)
     return targets
+
+
+# --- the whole zone, for AXFR (xfr.go) -------------------------------------------------
+
+
+def soa_serial(store: Store) -> int:
+    """The serial of every kubernetes zone's SOA: the Store's last modification time."""
+    return store.modified & 0xFFFFFFFF
+
+
+def transfer_records(store: Store, options: ZoneOptions, zone: str) -> Iterator[dns.rrset.RRset]:
+    """The zone's records in CoreDNS's order (xfr.go transferServices), one record per RRset.
+
+    The SOA; an NS record per name server and their addresses; then each
+    exposed Service, by name: its cluster IPs and an SRV record per port
+    (weight 100), or, without a cluster IP, its ready endpoints (the
+    Service's name and each endpoint's, and an SRV record per named port);
+    an ExternalName's CNAME; the SOA again. A generator: the caller
+    streams it in messages as it goes.
+    """
+    zone_labels = dns.name.from_text(zone).labels
+    q = _Query(store, options, zone_labels)
+    ttl = options.ttl
+    soa = _soa(q)
+    yield soa
+    apex = dns.name.Name(zone_labels)
+    servers = _ns_addresses(q)
+    for labels in dict.fromkeys(labels for labels, _ in servers):
+        target = q.name(labels)
+        if target is not None:
+            yield _single(apex, ttl, NS(_IN, _NS, target))
+    for labels, ip in servers:
+        owner = q.name(labels)
+        if owner is not None:
+            yield _single(owner, ttl, _address_rdata(ip))
+    for service in sorted(store.services(), key=lambda s: (s.name, s.namespace)):
+        if not _visible(q, service) or not _namespace_exposed(q, service.namespace):
+            continue
+        yield from _service_records(q, service)
+    yield soa
+
+
+def _service_records(q: _Query, service: Service) -> Iterator[dns.rrset.RRset]:
+    ttl = q.options.ttl
+    base = (service.name, service.namespace, "svc")
+    owner = q.name(base)
+    if owner is None:
+        return
+    if service.is_external_name:
+        if _parse_ip(service.external_name) is None:
+            record = dns.rrset.RRset(owner, _IN, _CNAME)
+            record.add(CNAME(_IN, _CNAME, dns.name.from_text(service.external_name)), ttl)
+            yield record
+        return
+    if service.cluster_ips:
+        for ip in service.cluster_ips:
+            yield _single(owner, ttl, _address_rdata(ip))
+        for port in service.ports:
+            srv = SRV(_IN, _SRV, 0, 100, port.port, owner)
+            yield _single(owner, ttl, srv)
+            # As the specification says, unnamed ports have no SRV name.
+            if port.name:
+                named = q.name((f"_{port.name.lower()}", f"_{port.protocol.lower()}") + base)
+                if named is not None:
+                    yield _single(named, ttl, srv)
+        return
+    for eps in _slices(q, service):
+        ready = [ep for ep in eps.endpoints if _ready(ep, service)]
+        # calcSRVWeight over the subset's addresses.
+        weight = max(1, math.floor(100.0 / float(100 * max(1, sum(len(ep.addresses) for ep in ready))) * 100))
+        for ep in ready:
+            for address in ep.addresses:
+                rdata = _address_rdata(address)
+                yield _single(owner, ttl, rdata)
+                host = q.name((endpoint_name(ep, address, q.options.endpoint_pod_names),) + base)
+                if host is None:
+                    continue
+                yield _single(host, ttl, rdata)
+                for port in eps.ports:
+                    if port.name and port.port is not None:
+                        named = q.name((f"_{port.name.lower()}", f"_{port.protocol.lower()}") + base)
+                        if named is not None:
+                            yield _single(named, ttl, SRV(_IN, _SRV, 0, weight, port.port, host))
+
+
+def _single(owner: dns.name.Name, ttl: int, rdata) -> dns.rrset.RRset:
+    """One record as an RRset, built directly: a transfer's records are mostly
+    unique, and the memoised templates of the query path must not be
+    crowded out by them."""
+    rrset = dns.rrset.RRset(owner, _IN, rdata.rdtype)
+    rrset.add(rdata, ttl)
+    return rrset

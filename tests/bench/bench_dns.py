@@ -19,7 +19,13 @@ Mixes:
             (issue 4, target >= 0.8)
 
 Also the resident memory of the Wayfinder process after sync and after the
-runs (issue 3, target <= 150 MB). Needs Debian's dnsperf and knot (as root,
+runs (issue 3, target <= 150 MB).
+
+--rewrite miss adds `rewrite name suffix .corp.example. .cluster.local.
+answer auto` to Wayfinder's Corefile (the cluster names pass it untouched);
+--rewrite hit also asks Wayfinder the cluster mix's names under
+corp.example., which the rule turns into the cluster's (knotd is asked the
+cluster names as always). Needs Debian's dnsperf and knot (as root,
 it installs them); prints figures, asserts nothing.
 """
 
@@ -48,6 +54,9 @@ SBIN_PATH = os.pathsep.join([os.environ.get("PATH", ""), "/usr/sbin", "/sbin"])
 ZONE = "cluster.local"
 OUTSIDE = "bench.example"
 COOKIE = "10:0102030405060708"
+#: The --rewrite rule: names under REWRITTEN are asked as the cluster's.
+REWRITTEN = "corp.example"
+REWRITE_RULE = f"rewrite name suffix .{REWRITTEN}. .{ZONE}. answer auto"
 
 
 def ensure_tools() -> None:
@@ -232,6 +241,15 @@ def measure(port: int, datafile: str, seconds: float, rounds: int) -> dict:
     return best
 
 
+def clean_up(children: list[subprocess.Popen], work: str) -> None:
+    """Kill the processes a benchmark started (those still running) and remove its folder."""
+    for child in children:
+        if child.poll() is None:
+            child.send_signal(signal.SIGKILL)
+            child.wait()
+    shutil.rmtree(work, ignore_errors=True)
+
+
 def write_lines(directory: str, name: str, lines: list[str]) -> str:
     path = os.path.join(directory, name)
     with open(path, "w") as f:
@@ -248,6 +266,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seconds", type=float, default=10)
     parser.add_argument("--rounds", type=int, default=2, help="full-load runs per server and mix; the best counts")
     parser.add_argument("--outside-names", type=int, default=1000)
+    parser.add_argument("--rewrite", choices=("none", "miss", "hit"), default="none",
+                        help="a rewrite rule the cluster names miss, or hit (see above)")
     args = parser.parse_args(argv)
     ensure_tools()
     rng = random.Random(1)
@@ -272,6 +292,7 @@ def main(argv: list[str] | None = None) -> None:
                 f""".:{port} {{
     bind 127.0.0.1
     errors
+    {REWRITE_RULE if args.rewrite != "none" else ""}
     ready 127.0.0.1:0
     prometheus 127.0.0.1:0
     kubernetes {ZONE} in-addr.arpa ip6.arpa {{
@@ -306,27 +327,35 @@ def main(argv: list[str] | None = None) -> None:
         children.append(start_knot(ZONE, cluster_zone_text(services), knot_port, "0", os.path.join(work, "knot")))
         wait_for_answer(knot_port, f"{first['name']}.{first['namespace']}.svc.{ZONE}.", time.time() + 60)
 
+        cluster_lines = cluster_queries(services, rng)
         files = {
-            "cluster": write_lines(work, "cluster.txt", cluster_queries(services, rng)),
+            "cluster": write_lines(work, "cluster.txt", cluster_lines),
             "search": write_lines(work, "search.txt", search_queries(services, rng)),
             "outside": write_lines(work, "outside.txt", outside_queries(args.outside_names, rng)),
         }
+        ours_files = dict(files)
+        if args.rewrite == "hit":
+            ours_files["cluster"] = write_lines(
+                work, "cluster-rewritten.txt", [line.replace(f".{ZONE} ", f".{REWRITTEN} ") for line in cluster_lines]
+            )
         # Warm both servers' tables and Wayfinder's cache: one pass of every file.
         for name, path in files.items():
-            subprocess.run(["dnsperf", "-s", "127.0.0.1", "-p", str(port), "-d", path, "-n", "1", "-E", COOKIE, "-q", "50"], capture_output=True, check=True)
+            subprocess.run(["dnsperf", "-s", "127.0.0.1", "-p", str(port), "-d", ours_files[name], "-n", "1", "-E", COOKIE, "-q", "50"], capture_output=True, check=True)
             if name != "outside":
                 subprocess.run(["dnsperf", "-s", "127.0.0.1", "-p", str(knot_port), "-d", path, "-n", "1", "-E", COOKIE], capture_output=True, check=True)
 
         print(f"Services: {len(services)} (+ {len(services)} EndpointSlices of 5 endpoints) from the fake API server")
         print(f"Wayfinder answered its last Service {synced_seconds:.1f} s after start; RSS {rss_synced:.1f} MB")
         print(f"dnsperf: {args.seconds:g} s runs, 8 clients, 200 outstanding, EDNS with a cookie; server on CPU 0, dnsperf on CPU 1")
+        if args.rewrite != "none":
+            print(f"Wayfinder's Corefile has `{REWRITE_RULE}`; the cluster names {'are asked under ' + REWRITTEN if args.rewrite == 'hit' else 'miss it'}")
         print()
         results = {}
         for mix in ("cluster", "search"):
-            ours = measure(port, files[mix], args.seconds, args.rounds)
+            ours = measure(port, ours_files[mix], args.seconds, args.rounds)
             knot = measure(knot_port, files[mix], args.seconds, args.rounds)
             results[mix] = ours
-            paced = dnsperf(port, files[mix], min(args.seconds, 5), rate=int(ours["qps"] / 2), verbose=True)
+            paced = dnsperf(port, ours_files[mix], min(args.seconds, 5), rate=int(ours["qps"] / 2), verbose=True)
             print(f"[{mix}] Wayfinder {ours['qps']:,.0f} q/s (runs {ours['runs']}, lost {ours['lost']})  knotd {knot['qps']:,.0f} q/s (runs {knot['runs']})  ratio {ours['qps'] / knot['qps']:.2f}")
             print(
                 f"[{mix}] Wayfinder latency at {int(ours['qps'] / 2):,} q/s: p50 {paced.get('p50_ms', float('nan')):.3f} ms, "
@@ -341,11 +370,7 @@ def main(argv: list[str] | None = None) -> None:
         print()
         print(f"RSS of the Wayfinder process after the runs: {rss_mb(wayfinder.pid):.1f} MB")
     finally:
-        for child in children:
-            if child.poll() is None:
-                child.send_signal(signal.SIGKILL)
-                child.wait()
-        shutil.rmtree(work, ignore_errors=True)
+        clean_up(children, work)
 
 
 if __name__ == "__main__":

@@ -47,9 +47,10 @@ def memory_mb() -> tuple[float, float]:
     return int(fields["VmRSS"].split()[0]) / 1024, int(fields["VmHWM"].split()[0]) / 1024
 
 
-def start_fake_server(services: int, endpoints: int) -> tuple[subprocess.Popen, str]:
+def start_fake_server(services: int, endpoints: int = 5, *extra: str) -> tuple[subprocess.Popen, str]:
+    """The fake API server in a process of its own, seeded; (process, URL). extra: more of its options."""
     process = subprocess.Popen(
-        [sys.executable, "-m", "tests.fakeapi", "--services", str(services), "--endpoints", str(endpoints)],
+        [sys.executable, "-m", "tests.fakeapi", "--services", str(services), "--endpoints", str(endpoints), *extra],
         cwd=REPO,
         stdout=subprocess.PIPE,
         text=True,

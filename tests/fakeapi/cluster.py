@@ -168,6 +168,7 @@ class Cluster:
         self._listeners: list[Callable[[Change], None]] = []
         self._free_ips = ipaddress.ip_network(service_cidr).hosts()
         next(self._free_ips)  # the first address belongs to the `kubernetes` Service
+        self._free_node_ports = iter(range(30000, 32768))
 
     # -- writing ----------------------------------------------------------------
 
@@ -264,6 +265,20 @@ class Cluster:
             if spec["type"] != "ExternalName" and not spec.get("clusterIP"):
                 old = (previous or {}).get("spec", {}).get("clusterIP")
                 spec["clusterIP"] = old or str(next(self._free_ips))
+            if spec["type"] in ("NodePort", "LoadBalancer"):
+                # Node ports from 30000-32767, kept across updates; and the
+                # policy the API defaults for types that reach the nodes.
+                spec.setdefault("externalTrafficPolicy", "Cluster")
+                old_ports = {
+                    (p.get("port"), p.get("protocol", "TCP")): p.get("nodePort")
+                    for p in (previous or {}).get("spec", {}).get("ports", [])
+                }
+                for port in spec.get("ports", []):
+                    if not port.get("nodePort"):
+                        port["nodePort"] = old_ports.get((port.get("port"), port.get("protocol", "TCP"))) or next(
+                            self._free_node_ports
+                        )
+                obj.setdefault("status", {"loadBalancer": {}})
             if spec["type"] != "ExternalName":
                 spec.setdefault("clusterIPs", [spec["clusterIP"]])
                 if spec["clusterIP"] != "None":

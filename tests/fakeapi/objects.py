@@ -32,7 +32,12 @@ def service(
     labels: dict | None = None,
     selector: dict | None = None,
     external_name: str | None = None,
+    type: str | None = None,
+    external_ips: tuple[str, ...] = (),
+    ingress: tuple[dict, ...] | None = None,
 ) -> dict:
+    """A Service; `type` NodePort or LoadBalancer gets node ports from the cluster,
+    `ingress` (status.loadBalancer.ingress entries) is what a load balancer controller writes."""
     spec: dict = {
         "ports": [{"name": n, "protocol": "TCP", "port": p, "targetPort": p} for n, p in ports],
         "selector": selector if selector is not None else {"app": name},
@@ -42,12 +47,19 @@ def service(
         spec = {"type": "ExternalName", "externalName": external_name}
     elif headless:
         spec["clusterIP"] = "None"
-    return {
+    if type is not None and external_name is None:
+        spec["type"] = type
+    if external_ips:
+        spec["externalIPs"] = list(external_ips)
+    obj = {
         "kind": "Service",
         "apiVersion": "v1",
         "metadata": {"name": name, "namespace": namespace, "labels": _labels(labels)},
         "spec": spec,
     }
+    if ingress is not None:
+        obj["status"] = {"loadBalancer": {"ingress": [dict(entry) for entry in ingress]}}
+    return obj
 
 
 def _suffix(text: str) -> str:
@@ -119,8 +131,9 @@ def pod(
     }
 
 
-def seed(cluster: Cluster, *, services: int, endpoints: int = 5, namespaces: int = 10) -> None:
-    """Fill a cluster: namespaces ns-0.., and per Service one EndpointSlice with `endpoints` endpoints."""
+def seed(cluster: Cluster, *, services: int, endpoints: int = 5, namespaces: int = 10, pods: int = 0) -> None:
+    """Fill a cluster: namespaces ns-0.., and per Service one EndpointSlice with `endpoints` endpoints;
+    then `pods` Pods behind those endpoints (a Deployment's names and labels, the endpoints' addresses)."""
     names = [f"ns-{i}" for i in range(namespaces)]
     for name in ("default", "kube-system", *names):
         cluster.create(namespace(name))
@@ -131,3 +144,9 @@ def seed(cluster: Cluster, *, services: int, endpoints: int = 5, namespaces: int
         cluster.create(service(name, ns))
         addresses = tuple(str(first + i * endpoints + j) for j in range(endpoints))
         cluster.create(endpoint_slice(name, ns, addresses=addresses))
+    for i in range(pods):
+        owner = i // max(1, endpoints) % max(1, services)
+        ns = names[owner % len(names)] if names else "default"
+        template = _suffix(f"svc-{owner}")[:5] + "d9f8b"
+        cluster.create(pod(f"svc-{owner}-{template}-{_suffix(str(i))}", ns, ip=str(first + i),
+                           labels={"app": f"svc-{owner}", "pod-template-hash": template}))

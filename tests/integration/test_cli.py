@@ -66,13 +66,13 @@ def test_the_default_corefile_is_the_one_in_the_working_directory(tmp_path):
 
 
 def test_an_unsupported_directive_stops_start_up_with_file_and_line(tmp_path):
-    """`rewrite` (not implemented) exits non-zero; stdout names Corefile:3, the directive and what is supported."""
+    """`dnssec` (not implemented) exits non-zero; stdout names Corefile:3, the directive and what is supported."""
     corefile = tmp_path / "Corefile"
-    corefile.write_text(".:0 {\n    bind 127.0.0.1\n    rewrite name a.example b.example\n}\n")
+    corefile.write_text(".:0 {\n    bind 127.0.0.1\n    dnssec example.org\n}\n")
     result = run_cli("-conf", str(corefile))
     assert result.returncode != 0
     assert f"{corefile}:3:" in result.stdout
-    assert "rewrite" in result.stdout and "kubernetes" in result.stdout
+    assert "dnssec" in result.stdout and "kubernetes" in result.stdout
 
 
 def test_a_bad_argument_stops_start_up_with_file_and_line(tmp_path):

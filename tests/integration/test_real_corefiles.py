@@ -17,9 +17,8 @@ service account leading to a fake API server that holds the Service
 addresses (172.16.0.1, 8.8.8.8, ...) are served on those addresses inside
 the namespace.
 
-A Corefile is parsed always; it is loaded and run once every directive it
-uses is supported (`discovery.plugin.names()`), so a file is tested from the
-day its last directive lands, with the answers written here now.
+Every Corefile is parsed, loaded and run unchanged: each directive a
+distribution ships must be one Wayfinder supports.
 """
 
 from __future__ import annotations
@@ -28,7 +27,6 @@ import datetime
 import pathlib
 import shutil
 import socket
-import tempfile
 
 import attrs
 import dns.rcode
@@ -226,16 +224,6 @@ def directives_of(corefile: pathlib.Path) -> set[str]:
     return {directive.name for block in parse_file(str(corefile), environ={}) for directive in block.directives}
 
 
-def _waiting(case: Case) -> set[str]:
-    with tempfile.TemporaryDirectory() as directory:
-        return directives_of(prepare(case, pathlib.Path(directory))) - set(plugin.names())
-
-
-#: Directives each case's Corefile needs that are not supported yet (empty: it runs).
-WAITING = {case.id: _waiting(case) for case in CASES}
-RUNNABLE = [case for case in CASES if not WAITING[case.id]]
-
-
 def test_the_folder_and_the_cases_agree():
     """Every folder of tests/corefiles/ is a case, so that no copied Corefile goes untested."""
     assert {path.name for path in CORE_FILES.iterdir() if path.is_dir()} == {case.folder for case in CASES}
@@ -248,9 +236,15 @@ def test_every_real_corefile_parses(case, tmp_path):
     assert blocks and all(block.directives for block in blocks)
 
 
-@pytest.mark.parametrize("case", RUNNABLE, ids=lambda case: case.id)
-def test_a_real_corefile_with_supported_directives_loads(case, tmp_path):
-    """Once each directive it uses is supported, the Corefile loads as it is."""
+@pytest.mark.parametrize("case", CASES, ids=lambda case: case.id)
+def test_every_real_corefile_uses_only_supported_directives(case, tmp_path):
+    """Each directive the distribution's Corefile uses (its imports included) is one Wayfinder has."""
+    assert directives_of(prepare(case, tmp_path)) - set(plugin.names()) == set()
+
+
+@pytest.mark.parametrize("case", CASES, ids=lambda case: case.id)
+def test_every_real_corefile_loads(case, tmp_path):
+    """The Corefile loads as it is."""
     assert load(str(prepare(case, tmp_path)), environ={}).servers
 
 
@@ -273,7 +267,7 @@ def section_lines(response, check: Check) -> list[str]:
     )
 
 
-@pytest.mark.parametrize("case", RUNNABLE, ids=lambda case: case.id)
+@pytest.mark.parametrize("case", CASES, ids=lambda case: case.id)
 @pytest_twisted.inlineCallbacks
 def test_a_real_corefile_answers_as_its_distribution_means(case, sandbox, tmp_path):
     """Run unchanged in a sandbox, it answers its cluster name, its outside name and what its customisation adds."""

@@ -103,7 +103,7 @@ def table_rows(text: str) -> list[list[str]]:
 def parse_reference(text: str) -> dict[str, DirectiveReference]:
     reference = {}
     body = section(text, "Corefile reference")
-    for match in re.finditer(r"^### `?([a-z_]+)`?\n(.*?)(?=^### |\Z)", body, re.M | re.S):
+    for match in re.finditer(r"^### `?([a-z][a-z0-9_]*)`?\n(.*?)(?=^### |\Z)", body, re.M | re.S):
         name, block = match.group(1), match.group(2)
         rows = tuple(
             Row(_CODE_SPAN.match(cells[0]).group(1), tuple(_CODE_SPAN.findall(cells[1])))

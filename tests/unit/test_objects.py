@@ -15,6 +15,7 @@ from discovery.cache.objects import (
     Endpoint,
     EndpointPort,
     EndpointSlice,
+    LoadBalancerIngress,
     Namespace,
     ObjectError,
     Pod,
@@ -753,3 +754,73 @@ def test_value_objects_are_hashable_and_equal_by_value(value):
     """Equal field values make equal, equally hashed objects: the Store compares by value."""
     twin = attrs.evolve(value)
     assert twin == value and hash(twin) == hash(value)
+
+
+# --- Services reachable from outside (k8s_external) --------------------------------
+
+
+def test_load_balancer_fields_are_kept():
+    """type, externalIPs, loadBalancerIP, node ports, externalTrafficPolicy and the ingress status become fields."""
+    obj = service_json({
+        "type": "LoadBalancer", "clusterIP": "10.0.0.3", "externalIPs": ["192.0.2.7"],
+        "loadBalancerIP": "198.51.100.1", "externalTrafficPolicy": "Local",
+        "ports": [{"name": "http", "port": 80, "nodePort": 30080}],
+    })
+    obj["status"] = {"loadBalancer": {"ingress": [
+        {"ip": "198.51.100.1", "ipMode": "Proxy"}, {"hostname": "LB.Example.COM."},
+    ]}}
+    assert service_from_api(obj) == Service(
+        "shop", "web", type="LoadBalancer", cluster_ips=("10.0.0.3",), ip_families=("IPv4",),
+        ports=(ServicePort("http", "TCP", 80, node_port=30080),),
+        external_ips=("192.0.2.7",), load_balancer_ip="198.51.100.1", external_traffic_policy="Local",
+        ingress=(LoadBalancerIngress(ip="198.51.100.1", ip_mode="Proxy"), LoadBalancerIngress(hostname="lb.example.com")),
+    )
+
+
+def test_external_addresses_are_external_ips_then_ingress_ips_or_hostnames():
+    """CoreDNS's object/service.go order: spec.externalIPs, then each ingress's IP, else its hostname."""
+    service = Service("a", "b", external_ips=("192.0.2.1",),
+                      ingress=(LoadBalancerIngress(hostname="lb.example.com"), LoadBalancerIngress(ip="2001:db8::1")))
+    assert service.external_addresses == ("192.0.2.1", "lb.example.com", "2001:db8::1")
+
+
+def test_cluster_ip_service_keeps_no_node_port():
+    """A ClusterIP Service has no node ports, whatever a manifest writes."""
+    obj = service_json({"clusterIP": "10.0.0.1", "ports": [{"port": 80, "nodePort": 30080}]})
+    assert service_from_api(obj).ports == (ServicePort("", "TCP", 80),)
+
+
+def test_external_ips_are_normalised():
+    """External IPs are kept in their compressed form, as cluster IPs are."""
+    obj = service_json({"clusterIP": "10.0.0.1", "externalIPs": ["2001:DB8:0::1"]})
+    assert service_from_api(obj).external_ips == ("2001:db8::1",)
+
+
+@pytest.mark.parametrize(
+    "obj, field",
+    [
+        pytest.param(service_json({"externalIPs": ["not-an-ip"]}), "spec.externalIPs[0]", id="external-ip"),
+        pytest.param(service_json({"externalIPs": "192.0.2.1"}), "spec.externalIPs", id="external-ips-not-a-list"),
+        pytest.param(service_json({"loadBalancerIP": "x"}), "spec.loadBalancerIP", id="load-balancer-ip"),
+        pytest.param(service_json({"externalTrafficPolicy": "Nearest"}), "spec.externalTrafficPolicy", id="policy"),
+        pytest.param(service_json({"type": "NodePort", "ports": [{"port": 80, "nodePort": 0}]}),
+                     "spec.ports[0].nodePort", id="node-port-zero"),
+        pytest.param({**service_json(), "status": {"loadBalancer": {"ingress": [{"ip": "1.2.3"}]}}},
+                     "status.loadBalancer.ingress[0].ip", id="ingress-ip"),
+        pytest.param({**service_json(), "status": {"loadBalancer": {"ingress": [{"hostname": "a_b"}]}}},
+                     "status.loadBalancer.ingress[0].hostname", id="ingress-hostname"),
+        pytest.param({**service_json(), "status": {"loadBalancer": {"ingress": [{"hostname": "1.2.3.4"}]}}},
+                     "status.loadBalancer.ingress[0].hostname", id="ingress-hostname-is-an-ip"),
+        pytest.param({**service_json(), "status": {"loadBalancer": {"ingress": [{"ip": "1.2.3.4", "ipMode": "X"}]}}},
+                     "status.loadBalancer.ingress[0].ipMode", id="ingress-ip-mode"),
+        pytest.param({**service_json(), "status": {"loadBalancer": {"ingress": [{"hostname": "a.b", "ipMode": "VIP"}]}}},
+                     "status.loadBalancer.ingress[0].ipMode", id="ip-mode-without-ip"),
+        pytest.param({**service_json(), "status": {"loadBalancer": {"ingress": {}}}},
+                     "status.loadBalancer.ingress", id="ingress-not-a-list"),
+    ],
+)
+def test_external_fields_rejected_as_the_api_would(obj, field):
+    """Bad external addresses and ingress entries are refused, naming the field."""
+    with pytest.raises(ObjectError) as raised:
+        service_from_api(obj)
+    assert field in str(raised.value)
