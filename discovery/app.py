@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import gc
 import logging
-from typing import Any, Callable, Hashable
+from typing import Any, Hashable
 
 import attrs
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
@@ -26,7 +26,7 @@ from twisted.internet.defer import Deferred
 from . import __version__
 from . import plugin as declared
 from .cache.config import SourceConfig
-from .cache.store import Change, Store
+from .cache.store import Store
 from .config import Config, ServerBlock
 from .dns.errors import ErrorLog
 from .dns.log import QueryLog
@@ -51,8 +51,6 @@ class Cache:
     config: SourceConfig
     store: Store
     source: Any
-    #: Ends the answer tables' invalidation by this Store's changes.
-    unsubscribe: Callable[[], None] = lambda: None
 
     @property
     def synced(self) -> bool:
@@ -189,7 +187,6 @@ class _Assembly:
         for server in self.new_servers:
             server.stop()
         for cache in self.new_caches:
-            cache.unsubscribe()
             cache.source.stop()
 
 
@@ -277,7 +274,6 @@ class Application:
         stopping.extend(_stop(plugin) for plugin in self._plugins.values())
         stopping.extend(defer.maybeDeferred(webhook.stop) for webhook in self.webhooks.values())
         for cache in self.caches.values():
-            cache.unsubscribe()
             stopping.append(defer.maybeDeferred(cache.source.stop))
         return defer.gatherResults(stopping, consumeErrors=True)
 
@@ -361,7 +357,6 @@ class Application:
         for webhook in retired_webhooks:
             webhook.stop()
         for cache in retired_caches:
-            cache.unsubscribe()
             cache.source.stop()
         for plugin in assembly.new_plugins:
             start = getattr(plugin, "start", None)
@@ -375,7 +370,6 @@ class Application:
             store = Store()
             cache = Cache(source, store, _make_source(source, store, self.reactor, self.registry))
             assembly.new_caches.append(cache)
-            cache.unsubscribe = store.subscribe(lambda change, store=store: self._invalidate(store, change))
             log.info("cache: %s", source.describe())
             cache.source.start()
             cache.source.synced.addCallback(lambda _: self._settle_memory())
@@ -395,18 +389,9 @@ class Application:
             gc.collect()
             gc.freeze()
 
-    def _invalidate(self, store: Store, change: Change) -> None:
-        from .dns.kubernetes import invalidation_tokens
-
-        tokens = invalidation_tokens(store, change)
-        for server in self.servers.values():
-            server.invalidate(tokens)
-            for plugin in _answering_from(server, store):
-                server.prepare(plugin.questions(change))
-
     def _prepare_answers(self, server: DNSServer) -> None:
         """Once each Store a block answers from has synced, prepare its answers; /ready waits."""
-        for plugin in _answering_from(server, None):
+        for plugin in server.preparers():
             preparing = plugin.when_synced()
             preparing.addCallback(lambda _, plugin=plugin: server.prepare(plugin.questions()))
             self._preparing.add(preparing)
@@ -508,13 +493,3 @@ class Application:
                 if failures:
                     failures[0].raiseException()
             assembly.webhooks[key] = server
-
-
-def _answering_from(server: DNSServer, store: Store | None) -> list:
-    """The server's plugins that prepare answers (kubernetes), from store or from any."""
-    found = []
-    for block in server.blocks:
-        for plugin in block.plugins:
-            if hasattr(plugin, "questions") and (store is None or plugin.store is store) and plugin not in found:
-                found.append(plugin)
-    return found

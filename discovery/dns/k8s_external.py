@@ -48,6 +48,7 @@ from ..plugin import BuildContext, PluginSpec
 from ..zones import Fallthrough, longest_match, normalize_zone
 from . import zone as zone_answers
 from .request import Next, Request, Result
+from .table import store_key
 from .zone import (  # the kubernetes zone's building blocks, shared
     _A,
     _AAAA,
@@ -569,8 +570,6 @@ class ExternalPlugin:
         self.options = ExternalOptions(
             zones=config.zones, zone=zone_options, apex=config.apex, ttl=config.ttl, headless=config.headless
         )
-        from .kubernetes import store_key
-
         self._key = store_key(store)
 
     def zone_for(self, name: str) -> str | None:

@@ -18,8 +18,8 @@ name to the next plugin, as CoreDNS's kubernetes/handler.go does:
 
 Reuse of rendered answers: each answer's dependencies go into
 ``request.fastpath`` as ``(store_key(store), token)``, token as described in
-`discovery.dns.zone`; `invalidation_tokens(store, change)` gives the tokens a
-Store change invalidates, for the server's table of rendered answers.
+`discovery.dns.zone`; the server's table of rendered answers drops them when
+the Store changes (`discovery.dns.table.invalidation_tokens`).
 """
 
 from __future__ import annotations
@@ -41,26 +41,14 @@ from ..plugin import BuildContext, PluginSpec
 from ..zones import is_reverse, longest_match
 from . import prepared
 from . import zone as zone_answers
-from .request import ANY_CHANGE, Next, Request, Result
+from .request import Next, Request, Result
+from .table import store_key
 
-__all__ = ["KubernetesPlugin", "store_key", "invalidation_tokens", "respond", "local_addresses", "PLUGINS"]
+__all__ = ["KubernetesPlugin", "respond", "local_addresses", "PLUGINS"]
 
 #: The sync state of the Store's source: a Deferred that fires once it has
 #: synced, a function that tells, or a fixed flag.
 Synced = Union[Deferred, Callable[[], bool], bool]
-
-
-def store_key(store: Store) -> int:
-    """The first element of every dependency token of this Store's answers."""
-    return id(store)
-
-
-def invalidation_tokens(store: Store, change: Change) -> frozenset:
-    """The dependency tokens a change of this Store makes stale, ANY_CHANGE included."""
-    key = store_key(store)
-    return frozenset((key, token) for token in zone_answers.change_dependencies(change)) | {
-        (key, ANY_CHANGE)
-    }
 
 
 class KubernetesPlugin:

@@ -68,7 +68,7 @@ class FastPathPolicy:
 
     Dependencies are hashable tokens, ``(store key, token)`` with the tokens
     of `discovery.dns.zone`: the server drops a reused answer when a cache
-    change touches one of them (`discovery.dns.kubernetes.invalidation_tokens`).
+    change touches one of them (`discovery.dns.table.invalidation_tokens`).
     """
 
     reusable: bool = True

@@ -53,6 +53,7 @@ from twisted.internet import defer, protocol, task
 from twisted.internet.defer import Deferred
 from twisted.python.failure import Failure
 
+from ..cache.store import Change, Store
 from ..ops.connections import ConnectionGuard
 from ..ops.metrics import DNSMetrics
 from ..zones import longest_match
@@ -62,7 +63,7 @@ from .loadbalance import rotations
 from .request import FastPathPolicy, PluginError, Request, Stream
 from .tcp import TCPFactory
 from .timeouts import TimeoutsConfig
-from .table import DEFAULT_LIMIT, AnswerTable
+from .table import DEFAULT_LIMIT, AnswerTable, invalidation_tokens
 from .wire import OPT_RECORDS as _OPT_RECORDS
 from .wire import render_answer
 
@@ -463,7 +464,9 @@ class DNSServer:
         self._reporter = task.LoopingCall(self.report_reuses)
         self._reporter.clock = reactor
         #: Runs the steps of Streams (zone transfers) between other work.
-        self._cooperator = task.Cooperator(scheduler=lambda step: reactor.callLater(0, step))
+        self._streams = task.Cooperator(scheduler=lambda step: reactor.callLater(0, step))
+        #: Store -> its unsubscribe: the Stores the blocks' plugins answer from.
+        self._subscriptions: dict[Store, Callable[[], None]] = {}
         self.set_blocks(blocks)
 
     # -- configuration ------------------------------------------------------
@@ -477,6 +480,36 @@ class DNSServer:
         # the largest cap, each entry then says what its own block's cap serves.
         self.max_udp_size = max((block.max_udp_size for block in self.blocks), default=MAX_UDP_SIZE)
         self.table.clear()
+        self._follow(self._stores())
+
+    # -- following the Stores: what the table of rendered answers depends on -----------
+
+    def _stores(self) -> set[Store]:
+        """The Stores the blocks' plugins answer from (`kubernetes`, `k8s_external`)."""
+        return {plugin.store for block in self.blocks for plugin in block.plugins
+                if isinstance(getattr(plugin, "store", None), Store)}
+
+    def _follow(self, stores: set[Store]) -> None:
+        """Subscribe to these Stores' changes, and only these."""
+        for store in set(self._subscriptions) - stores:
+            self._subscriptions.pop(store)()
+        for store in stores - set(self._subscriptions):
+            self._subscriptions[store] = store.subscribe(lambda change, store=store: self._changed(store, change))
+
+    def _changed(self, store: Store, change: Change) -> None:
+        """Drop the answers a Store change makes stale, and render what it made new."""
+        self.invalidate(invalidation_tokens(store, change))
+        for plugin in self.preparers(store):
+            self.prepare(plugin.questions(change))
+
+    def preparers(self, store: Store | None = None) -> list:
+        """The plugins that prepare answers ahead (`kubernetes`), of store or of any."""
+        found = []
+        for block in self.blocks:
+            for plugin in block.plugins:
+                if hasattr(plugin, "questions") and (store is None or plugin.store is store) and plugin not in found:
+                    found.append(plugin)
+        return found
 
     def invalidate(self, tokens: Iterable[Hashable]) -> int:
         """Drop the answers that depend on the tokens; returns how many.
@@ -626,6 +659,7 @@ class DNSServer:
         if self._reporter.running:
             self._reporter.stop()
         self.report_reuses()
+        self._follow(set())
         stopping = [defer.maybeDeferred(port.stopListening) for port in self._listening]
         self._listening = []
         for connection in list(self._tcp_connections):
@@ -948,7 +982,7 @@ class DNSServer:
             transport = connection.transport
             if transport is None or not transport.connected:
                 return defer.succeed(None)
-            work = self._cooperator.cooperate(steps())
+            work = self._streams.cooperate(steps())
             # The connection is its transport's producer: it pauses the
             # steps while the client does not read (see tcp.TCPProtocol).
             connection.attach(work)

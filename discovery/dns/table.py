@@ -28,14 +28,32 @@ copy (see `discovery.dns.server`). This module is the table itself:
 * **Dependency index**: token -> keys of the entries that depend on it,
   so that a Store change drops exactly its dependants (`invalidate`); an
   evicted entry leaves the index with it, so the index never outgrows the
-  table.
+  table. A token is ``(store_key(store), token)``, with the tokens of
+  `discovery.dns.zone`; `invalidation_tokens(store, change)` gives those a
+  Store change makes stale. The server that owns the table subscribes to
+  the Stores its plugins answer from and applies them.
 """
 
 from __future__ import annotations
 
 from typing import Hashable, Iterable
 
-__all__ = ["AnswerTable", "DEFAULT_LIMIT", "entry_cost"]
+from ..cache.store import Change, Store
+from .request import ANY_CHANGE
+from .zone import change_dependencies
+
+__all__ = ["AnswerTable", "DEFAULT_LIMIT", "entry_cost", "store_key", "invalidation_tokens"]
+
+
+def store_key(store: Store) -> int:
+    """The first element of every dependency token of this Store's answers."""
+    return id(store)
+
+
+def invalidation_tokens(store: Store, change: Change) -> frozenset:
+    """The dependency tokens a change of this Store makes stale, ANY_CHANGE included."""
+    key = store_key(store)
+    return frozenset((key, token) for token in change_dependencies(change)) | {(key, ANY_CHANGE)}
 
 #: The default bound of a server's table: 24 MiB.
 DEFAULT_LIMIT = 24 << 20

@@ -32,7 +32,7 @@ from discovery.cache.store import Store
 from discovery.config import load_text
 from discovery.corefile import CorefileError
 from discovery.dns.k8s_external import ExternalOptions, answer, transfer_records
-from discovery.dns.kubernetes import invalidation_tokens, store_key
+from discovery.dns.table import invalidation_tokens, store_key
 from discovery.dns.zone import ZoneOptions
 from discovery.zones import Fallthrough, longest_match
 

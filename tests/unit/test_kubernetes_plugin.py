@@ -12,7 +12,8 @@ from twisted.internet.task import Clock
 
 from discovery.cache.objects import Namespace, Service
 from discovery.config import load_text
-from discovery.dns.kubernetes import KubernetesPlugin, invalidation_tokens, store_key
+from discovery.dns.kubernetes import KubernetesPlugin
+from discovery.dns.table import invalidation_tokens, store_key
 from discovery.dns.request import ANY_CHANGE, Request
 from discovery.dns.zone import change_dependencies
 

@@ -7,7 +7,7 @@ from twisted.internet import task
 
 from discovery.cache.objects import Service, ServicePort
 from discovery.config import load_text
-from discovery.dns.kubernetes import KubernetesPlugin, invalidation_tokens
+from discovery.dns.kubernetes import KubernetesPlugin
 from discovery.dns.server import BlockRuntime, DNSServer
 
 from .zone_fixture import ZONES, cluster
@@ -40,9 +40,8 @@ class Prepared:
         return self.server.table.entries.get(question + b"\x00")
 
     def change(self, obj) -> None:
-        change = self.store.put(obj)
-        self.server.invalidate(invalidation_tokens(self.store, change))
-        self.server.prepare(self.plugin.questions(change))
+        # The server follows the Stores its blocks answer from: nothing else to call.
+        self.store.put(obj)
 
 
 def test_the_answers_for_existing_names_are_rendered_before_anyone_asks():
@@ -93,3 +92,24 @@ def test_changes_during_the_initial_list_queue_nothing():
     prepared = Prepared(synced=False)
     prepared.change(Service("testns", "fresh", cluster_ips=("10.0.0.77",)))
     assert prepared.server.preparing == 0
+
+
+def test_a_server_stops_following_a_store_its_blocks_no_longer_answer_from():
+    """After set_blocks([]) a change to the old Store neither drops nor prepares anything."""
+    prepared = Prepared()
+    prepared.server.set_blocks([])
+    prepared.server.prepare([SVC1 + A_IN])
+    prepared.run()
+    before = dict(prepared.server.table.entries)
+    prepared.store.put(Service("svc1", "testns", cluster_ips=("10.0.0.99",)))
+    assert prepared.server.table.entries == before and not prepared.server.preparing
+
+
+def test_a_stopped_server_no_longer_follows_its_stores():
+    """After stop() a change to the Store leaves the table as it was."""
+    prepared = Prepared()
+    prepared.server.stop()
+    before = prepared.entry(SVC1 + A_IN)
+    prepared.store.put(Service("svc1", "testns", cluster_ips=("10.0.0.99",)))
+    prepared.run()
+    assert before is not None and prepared.entry(SVC1 + A_IN) is before
