@@ -34,6 +34,7 @@ __all__ = [
     "PluginSpec",
     "SetupContext",
     "BuildContext",
+    "ServeContext",
     "Bare",
     "setup_bare",
     "specs",
@@ -86,6 +87,19 @@ class BuildContext:
 
 
 @attrs.frozen
+class ServeContext:
+    """What the assembly offers a plugin's own server (beside DNS) for one server block."""
+
+    reactor: Any
+    #: The prometheus_client registry every metric goes to.
+    registry: Any
+    #: The watch cache's Store of the block's `kubernetes` directive.
+    store: Any
+    #: The process's `discovery.ops.connections.ConnectionGuard`.
+    guard: Any
+
+
+@attrs.frozen
 class PluginSpec:
     """One directive, declared by the module that implements it."""
 
@@ -104,6 +118,11 @@ class PluginSpec:
     served_by_server: bool = False
     #: A directive CoreDNS does not have: the plugin.cfg entry it follows.
     after: str | None = None
+    #: (config, ServeContext) -> a server of its own, outside the query's
+    #: path, fed by the block's watch cache (the admission webhook), with
+    #: ``start()`` (a Deferred that fires at once) and ``stop()``. The block
+    #: must have a kubernetes directive (`discovery.config` checks).
+    serve: Callable[[Any, ServeContext], Any] | None = None
     #: Allowed in a webhook:// block (which has no DNS listener).
     in_webhook_block: bool = False
     #: Where it departs from CoreDNS (`discovery.departures.Departure`), as

@@ -266,7 +266,7 @@ async def dns_server(tmp_path):
         path = tmp_path / "Corefile"
         path.write_text(corefile)
         app = Application(load(str(path)), reactor)
-        await app.start()
+        app.start()
         started.append(app)
         if synced:
             await within(defer.gatherResults([cache.source.synced for cache in app.caches.values()]))
