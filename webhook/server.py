@@ -48,6 +48,7 @@ from zope.interface import implementer
 
 from discovery.cache.objects import Namespace, Service
 from discovery.certs import CertsError, issue_serving_certificate, make_ca, read_pem_files
+from discovery.net import join_host_port
 from discovery.ops.metrics import per_registry
 from discovery.cache.store import Change, Store
 from discovery.ops.connections import ConnectionGuard
@@ -487,7 +488,7 @@ class WebhookServer:
         self.ca_bundle: bytes | None = None
         #: The certificate source, once one has loaded (kept across retries to listen).
         self._certificate = None
-        self._address = _host_port(config.host, config.port)
+        self._address = join_host_port(config.host, config.port)
         #: The next attempt to start, while it cannot.
         self._retry = None
         self._retry_delay = RETRY_FIRST
@@ -553,7 +554,7 @@ class WebhookServer:
         return self._certificate
 
     def _listen(self) -> None:
-        label = f"https://{_host_port(self.config.host, self.config.port)}"
+        label = f"https://{join_host_port(self.config.host, self.config.port)}"
         site = _WebhookSite(_WebhookResource(self), self.config, self._reactor, self._guard, label)
         self._factory = _GuardedTLSFactory(self._tls(), site, self.config.max_connections, self._reactor)
         self._factory.protocol = _NoDelayTLS
@@ -571,8 +572,8 @@ class WebhookServer:
         address = self._listening.getHost()
         self.port = address.port
         # The metrics name the configured host and the bound port (":0" in tests).
-        site.label = f"https://{_host_port(self.config.host, self.port)}"
-        log.info("listening on https://%s%s", _host_port(address.host, address.port), self.config.path)
+        site.label = f"https://{join_host_port(self.config.host, self.port)}"
+        log.info("listening on https://%s%s", join_host_port(address.host, address.port), self.config.path)
 
     def stop(self) -> Deferred:
         """Stop listening (or trying to), close open connections and stop following the Store."""
@@ -619,7 +620,3 @@ class WebhookServer:
         self._metrics.requests.labels(result).inc()
         self._metrics.duration.observe(time.perf_counter() - started)
         return body
-
-
-def _host_port(host: str, port: int) -> str:
-    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"

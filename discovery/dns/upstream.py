@@ -39,6 +39,7 @@ from twisted.internet import defer, error, interfaces, protocol, task
 from twisted.internet.endpoints import TCP4ClientEndpoint, TCP6ClientEndpoint, connectProtocol, wrapClientTLS
 from zope.interface import implementer
 
+from ..net import join_host_port
 from .tls import TLSSettings
 
 __all__ = [
@@ -99,7 +100,7 @@ class UpstreamAddress:
     @property
     def label(self) -> str:
         """Go's net.JoinHostPort form, as CoreDNS labels `to`: "[::1]:53"."""
-        return f"[{self.host}]:{self.port}" if self.ipv6 else f"{self.host}:{self.port}"
+        return join_host_port(self.host, self.port)
 
 
 @attrs.frozen
