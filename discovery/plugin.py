@@ -1,6 +1,7 @@
 """How a Corefile directive declares itself, once, and how the declarations are found.
 
-A plugin is one module that assigns, at its top level, ``PLUGINS``: a tuple
+A plugin is one module (or a package's ``__init__``, for a plugin split into
+files by concern) that assigns, at its top level, ``PLUGINS``: a tuple
 of `PluginSpec`, usually one. The spec names the directive, its setup
 (Corefile `Directive` + `SetupContext` -> frozen config; errors name
 file:line), whether it may be repeated, and, for a plugin in the query's
@@ -156,9 +157,8 @@ def _declaring_modules() -> list[str]:
     found = []
     for root in SCAN_ROOTS:
         package = importlib.import_module(root)
+        # A plugin split into a folder (dns/cache/) declares in its __init__.
         for info in pkgutil.walk_packages(package.__path__, f"{root}."):
-            if info.ispkg:
-                continue
             module_spec = info.module_finder.find_spec(info.name)
             source = module_spec.loader.get_source(info.name) if module_spec is not None else None
             if source and _DECLARES.search(source):
