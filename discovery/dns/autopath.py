@@ -43,8 +43,7 @@ from twisted.internet.defer import Deferred
 
 from ..corefile import Directive
 from ..plugin import BuildContext, PluginSpec
-from ..cache.config import _zones  # zone arguments, a CIDR standing for its reverse zones
-from ..zones import longest_match, normalize_zone
+from ..zones import longest_match, normalize_zone, zone_arguments
 from .request import FastPathPolicy, Next, Request, Result
 
 __all__ = [
@@ -83,7 +82,7 @@ def setup_autopath(directive: Directive, ctx) -> AutopathConfig:
     directive.expect_args(1, usage="autopath [ZONE...] RESOLV-CONF")
     directive.expect_no_block()
     *zones, resolv = directive.args
-    normalised = _zones(directive, zones) or ctx.zones
+    normalised = zone_arguments(directive, zones) or ctx.zones
     if resolv.startswith("@"):
         return AutopathConfig(normalised, plugin=resolv[1:], file=directive.file, line=directive.line)
     try:
