@@ -40,7 +40,6 @@ import random
 import socket
 import threading
 import time
-import weakref
 from typing import Any, Callable, Iterator, Union
 
 import attrs
@@ -56,6 +55,7 @@ from kubernetes.config.incluster_config import (
 from prometheus_client import CollectorRegistry, Histogram
 from twisted.internet import defer
 
+from ..ops.metrics import per_registry
 from .config import SourceConfig
 from .objects import (
     EndpointSlice,
@@ -494,23 +494,17 @@ class Handoff:
             self._deliver(batch)
 
 
-_latency_histograms: "weakref.WeakKeyDictionary[CollectorRegistry, Histogram]" = weakref.WeakKeyDictionary()
-
-
+@per_registry
 def programming_latency_histogram(registry: CollectorRegistry) -> Histogram:
     """CoreDNS's coredns_kubernetes_dns_programming_duration_seconds, once per registry."""
-    histogram = _latency_histograms.get(registry)
-    if histogram is None:
-        histogram = Histogram(
-            "coredns_kubernetes_dns_programming_duration_seconds",
-            "Histogram of the time (in seconds) it took to program a dns instance.",
-            ["service_kind"],
-            # CoreDNS's: prometheus.ExponentialBuckets(0.001, 2, 20).
-            buckets=[0.001 * 2**i for i in range(20)],
-            registry=registry,
-        )
-        _latency_histograms[registry] = histogram
-    return histogram
+    return Histogram(
+        "coredns_kubernetes_dns_programming_duration_seconds",
+        "Histogram of the time (in seconds) it took to program a dns instance.",
+        ["service_kind"],
+        # CoreDNS's: prometheus.ExponentialBuckets(0.001, 2, 20).
+        buckets=[0.001 * 2**i for i in range(20)],
+        registry=registry,
+    )
 
 
 class StoreWriter:

@@ -26,7 +26,6 @@ rendered for a client of the other class.
 
 from __future__ import annotations
 
-import weakref
 from typing import Callable, Sequence
 
 import attrs
@@ -42,6 +41,7 @@ from prometheus_client import CollectorRegistry, Counter
 from twisted.internet.defer import Deferred
 
 from ..corefile import Directive
+from ..ops.metrics import per_registry
 from ..plugin import BuildContext, PluginSpec
 from ..zones import longest_match, normalize_zone, zone_arguments
 from .request import FastPathPolicy, Next, Request, Result
@@ -139,17 +139,12 @@ def cnamer(response: dns.message.Message, original: dns.name.Name) -> None:
     response.question = [dns.rrset.RRset(original, question.rdclass, question.rdtype)]
 
 
-_METRICS: "weakref.WeakKeyDictionary[CollectorRegistry, Counter]" = weakref.WeakKeyDictionary()
-
-
+@per_registry
 def success_counter(registry: CollectorRegistry) -> Counter:
     """coredns_autopath_success_total{server}, once per registry."""
-    counter = _METRICS.get(registry)
-    if counter is None:
-        counter = _METRICS[registry] = Counter(
-            "coredns_autopath_success", "Counter of requests that did autopath.", ["server"], registry=registry
-        )
-    return counter
+    return Counter(
+        "coredns_autopath_success", "Counter of requests that did autopath.", ["server"], registry=registry
+    )
 
 
 class AutopathPlugin:
