@@ -58,6 +58,7 @@ from twisted.internet import defer
 from ..ops.metrics import per_registry
 from .config import SourceConfig
 from .objects import (
+    ENDED_POD_PHASES,
     EndpointSlice,
     ObjectError,
     Pod,
@@ -103,7 +104,7 @@ __all__ = [
 log = logging.getLogger("wayfinder.cache.informer")
 
 #: CoreDNS watches only Pods that can still serve (controller.go, podListFunc).
-POD_FIELD_SELECTOR = "status.phase!=Succeeded,status.phase!=Failed,status.phase!=Unknown"
+POD_FIELD_SELECTOR = ",".join(f"status.phase!={phase}" for phase in ENDED_POD_PHASES)
 #: Set by the EndpointSlice controller to the time of the change that caused
 #: the slice's last update (k8s.io/api/core/v1 EndpointsLastChangeTriggerTime).
 TRIGGER_TIME_ANNOTATION = "endpoints.kubernetes.io/last-change-trigger-time"
