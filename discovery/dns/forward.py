@@ -47,7 +47,7 @@ import dns.rcode
 from prometheus_client import CollectorRegistry, Counter, Histogram
 from twisted.internet import defer
 
-from ..corefile import Directive, parse_duration
+from ..corefile import Directive
 from ..ops.metrics import per_registry
 from ..plugin import BuildContext, PluginSpec
 from ..zones import in_zone, normalize_zone, zones_from_cidr
@@ -215,10 +215,7 @@ def _one(option: Directive, usage: str) -> str:
 
 
 def _duration(option: Directive, text: str) -> float:
-    try:
-        return parse_duration(text)
-    except ValueError as e:
-        raise option.error(f"forward: {option.name}: {e}") from None
+    return option.duration(text, f"forward: {option.name}")
 
 
 def _count(option: Directive, text: str) -> int:

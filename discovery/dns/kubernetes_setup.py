@@ -41,7 +41,7 @@ import attrs
 
 from ..cache.config import ManifestLimits, SourceConfig, TLSFiles
 from ..cache.selectors import LabelSelector, SelectorError
-from ..corefile import Directive, parse_duration, positive_duration
+from ..corefile import Directive, positive_duration
 from ..zones import Fallthrough, is_reverse, zone_arguments
 
 __all__ = ["KubernetesConfig", "setup_kubernetes", "POD_MODES"]
@@ -208,10 +208,7 @@ def setup_kubernetes(directive: Directive, ctx) -> KubernetesConfig:
             options["ignore_empty_service"] = True
         elif name == "startup_timeout":
             (text,) = _only(option, 1, "startup_timeout DURATION")
-            try:
-                timeout = parse_duration(text)
-            except ValueError as e:
-                raise option.error(f"startup_timeout: {e}") from None
+            timeout = option.duration(text, "startup_timeout")
             if timeout < 0:
                 raise option.error("startup_timeout must not be negative")
             options["startup_timeout"] = timeout

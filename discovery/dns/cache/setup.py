@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import attrs
 
-from ...corefile import Directive, parse_duration
+from ...corefile import Directive
 from ...zones import normalize_zone
 
 
@@ -74,10 +74,7 @@ def _integer(option: Directive, text: str, what: str) -> int:
 
 
 def _duration(option: Directive, text: str, what: str) -> float:
-    try:
-        return parse_duration(text)
-    except ValueError as e:
-        raise option.error(f"cache: {what}: {e}") from None
+    return option.duration(text, f"cache: {what}")
 
 
 def _ttl(option: Directive, text: str) -> int:
