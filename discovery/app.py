@@ -38,15 +38,15 @@ from .ops.endpoints import HTTPEndpoints
 from .ops.metrics import DNSMetrics, new_registry
 from .plugin import BuildContext, ServeContext
 
-__all__ = ["Application", "Cache"]
+__all__ = ["Application", "WatchCache"]
 
 log = logging.getLogger("wayfinder.main")
 health_log = logging.getLogger("wayfinder.health")
 
 
 @attrs.define(eq=False)
-class Cache:
-    """One Store and the source that feeds it."""
+class WatchCache:
+    """One watch cache: a Store and the source that feeds it."""
 
     config: SourceConfig
     store: Store
@@ -169,8 +169,8 @@ class _Assembly:
     `new_*` is what this assembly made, to be undone if a later step fails.
     """
 
-    caches: dict[SourceConfig, Cache] = attrs.field(factory=dict)
-    new_caches: list[Cache] = attrs.field(factory=list)
+    caches: dict[SourceConfig, WatchCache] = attrs.field(factory=dict)
+    new_caches: list[WatchCache] = attrs.field(factory=list)
     servers: dict[tuple[int, tuple[str, ...]], DNSServer] = attrs.field(factory=dict)
     new_servers: list[DNSServer] = attrs.field(factory=list)
     blocks: dict[tuple[int, tuple[str, ...]], list[BlockRuntime]] = attrs.field(factory=dict)
@@ -216,7 +216,7 @@ class Application:
         #: The client connections of every DNS and webhook server, against the descriptor budget.
         self.connections = ConnectionGuard(registry=self.registry)
         self.registry.register(_AppCollector(self))
-        self.caches: dict[SourceConfig, Cache] = {}
+        self.caches: dict[SourceConfig, WatchCache] = {}
         #: DNS servers by (configured port, bind addresses).
         self.servers: dict[tuple[int, tuple[str, ...]], DNSServer] = {}
         self.http = HTTPEndpoints(reactor)
@@ -369,12 +369,12 @@ class Application:
             if start is not None:
                 start()
 
-    def _cache_for(self, source: SourceConfig, assembly: _Assembly) -> Cache:
+    def _cache_for(self, source: SourceConfig, assembly: _Assembly) -> WatchCache:
         """The running cache for source, or a new one, started."""
         cache = _either(source, assembly.caches, self.caches)
         if cache is None:
             store = Store()
-            cache = Cache(source, store, _make_source(source, store, self.reactor, self.registry))
+            cache = WatchCache(source, store, _make_source(source, store, self.reactor, self.registry))
             assembly.new_caches.append(cache)
             cache.unsubscribe = store.subscribe(lambda change, store=store: self._invalidate(store, change))
             log.info("cache: %s", source.describe())

@@ -83,7 +83,7 @@ class BuildContext:
     block: Any
     #: The block's listening (host, port); host "" is every address.
     address: tuple[str, int]
-    #: SourceConfig -> the running `discovery.app.Cache` for it (made and started if new).
+    #: SourceConfig -> the running `discovery.app.WatchCache` for it (made and started if new).
     cache_for: Callable[[Any], Any]
 
 
