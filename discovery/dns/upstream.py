@@ -40,6 +40,7 @@ from twisted.internet.endpoints import TCP4ClientEndpoint, TCP6ClientEndpoint, c
 from zope.interface import implementer
 
 from ..net import join_host_port
+from .tcp import frame, read_frames
 from .tls import TLSSettings
 
 __all__ = [
@@ -219,16 +220,14 @@ class _TCPChannel(_Channel, protocol.Protocol):
         return super().exchange(wire, timeout)
 
     def _send(self, wire: bytes) -> None:
-        self.transport.write(struct.pack("!H", len(wire)) + wire)
+        self.transport.write(frame(wire))
 
     def dataReceived(self, data: bytes) -> None:
-        self._buffer += data
-        while len(self._buffer) >= 2:
-            (length,) = struct.unpack("!H", self._buffer[:2])
-            if len(self._buffer) < 2 + length:
-                return
-            frame, self._buffer = self._buffer[2 : 2 + length], self._buffer[2 + length :]
-            self._received(frame)
+        buffer = self._buffer + data
+        offset = 0
+        for message, offset in read_frames(buffer):
+            self._received(message)
+        self._buffer = buffer[offset:]
 
     def connectionLost(self, reason=None) -> None:
         self.closed = True
