@@ -131,7 +131,8 @@ class ProxyMetrics:
 class _Channel:
     """A socket that carries one exchange at a time, as the pool hands it out.
 
-    Subclasses send the wire (`_send`) and pass each reply to `_received`;
+    Subclasses send the wire (`_send`), close their socket (`_disconnect`)
+    and pass each reply to `_received`;
     the wait for the reply with the query's ID ends with it, with the read
     timeout, or when the socket goes away.
     """
@@ -156,6 +157,16 @@ class _Channel:
 
     def _send(self, wire: bytes) -> None:
         raise NotImplementedError
+
+    def _disconnect(self) -> None:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        """Fail the exchange in flight, and close the socket once."""
+        self._fail(UpstreamError("connection closed"))
+        if not self.closed:
+            self.closed = True
+            self._disconnect()
 
     def _received(self, reply: bytes) -> None:
         # Short reads and answers to earlier (timed-out) queries are dropped,
@@ -197,11 +208,8 @@ class _UDPChannel(_Channel, protocol.DatagramProtocol):
         self.closed = True
         self._fail(UpstreamError("connection refused"))
 
-    def close(self) -> None:
-        self._fail(UpstreamError("connection closed"))
-        if not self.closed:
-            self.closed = True
-            self.transport.stopListening()
+    def _disconnect(self) -> None:
+        self.transport.stopListening()
 
 
 class _TCPChannel(_Channel, protocol.Protocol):
@@ -234,11 +242,8 @@ class _TCPChannel(_Channel, protocol.Protocol):
         self._on_lost(self)
         self._fail(ConnectionClosed("connection closed by the upstream"))
 
-    def close(self) -> None:
-        self._fail(UpstreamError("connection closed"))
-        if not self.closed:
-            self.closed = True
-            self.transport.loseConnection()
+    def _disconnect(self) -> None:
+        self.transport.loseConnection()
 
 
 @implementer(interfaces.IHandshakeListener)
