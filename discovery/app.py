@@ -36,17 +36,17 @@ from .ops.connections import ConnectionGuard
 from .dns.table import DEFAULT_LIMIT
 from .ops.endpoints import HTTPEndpoints
 from .ops.metrics import DNSMetrics, new_registry
-from .plugin import BuildContext
+from .plugin import BuildContext, ServeContext
 
-__all__ = ["Application", "Cache"]
+__all__ = ["Application", "WatchCache"]
 
 log = logging.getLogger("wayfinder.main")
 health_log = logging.getLogger("wayfinder.health")
 
 
 @attrs.define(eq=False)
-class Cache:
-    """One Store and the source that feeds it."""
+class WatchCache:
+    """One watch cache: a Store and the source that feeds it."""
 
     config: SourceConfig
     store: Store
@@ -167,8 +167,8 @@ class _Assembly:
     `new_*` is what this assembly made, to be undone if a later step fails.
     """
 
-    caches: dict[SourceConfig, Cache] = attrs.field(factory=dict)
-    new_caches: list[Cache] = attrs.field(factory=list)
+    caches: dict[SourceConfig, WatchCache] = attrs.field(factory=dict)
+    new_caches: list[WatchCache] = attrs.field(factory=list)
     servers: dict[tuple[int, tuple[str, ...]], DNSServer] = attrs.field(factory=dict)
     new_servers: list[DNSServer] = attrs.field(factory=list)
     blocks: dict[tuple[int, tuple[str, ...]], list[BlockRuntime]] = attrs.field(factory=dict)
@@ -176,12 +176,13 @@ class _Assembly:
     plugins: dict[Hashable, Any] = attrs.field(factory=dict)
     #: Plugins to start once serving.
     new_plugins: list[Any] = attrs.field(factory=list)
-    webhooks: dict[Hashable, Any] = attrs.field(factory=dict)
-    new_webhooks: list[Any] = attrs.field(factory=list)
+    #: Servers plugins run beside DNS (the webhook), by (config, source).
+    side_servers: dict[Hashable, Any] = attrs.field(factory=dict)
+    new_side_servers: list[Any] = attrs.field(factory=list)
 
     def undo(self) -> None:
-        for webhook in self.new_webhooks:
-            webhook.stop()
+        for server in self.new_side_servers:
+            server.stop()
         for plugin in self.new_plugins:
             _stop(plugin)
         for server in self.new_servers:
@@ -212,11 +213,12 @@ class Application:
         #: The client connections of every DNS and webhook server, against the descriptor budget.
         self.connections = ConnectionGuard(registry=self.registry)
         self.registry.register(_AppCollector(self))
-        self.caches: dict[SourceConfig, Cache] = {}
+        self.caches: dict[SourceConfig, WatchCache] = {}
         #: DNS servers by (configured port, bind addresses).
         self.servers: dict[tuple[int, tuple[str, ...]], DNSServer] = {}
         self.http = HTTPEndpoints(reactor)
-        self.webhooks: dict[Hashable, Any] = {}
+        #: Servers plugins run beside DNS (the webhook), by (config, source).
+        self.side_servers: dict[Hashable, Any] = {}
         #: Plugin instances by (zones, port, bind, directive, config): reused across reloads.
         self._plugins: dict[Hashable, Any] = {}
         #: Server blocks by everything they are made of: reused across reloads.
@@ -228,15 +230,14 @@ class Application:
 
     # -- lifecycle ---------------------------------------------------------------
 
-    def start(self) -> Deferred:
-        """Start the caches, listen, and return once every listener is bound.
+    def start(self) -> None:
+        """Start the caches and listen; every listener is bound when it returns.
 
         Raises (with nothing left running) when a listener cannot be bound
         or a source cannot be configured.
         """
         log.info("Wayfinder-%s", __version__)
         self._build(self.config)
-        return defer.succeed(None)
 
     def not_ready(self) -> list[str]:
         """What keeps /ready from answering 200 (empty when ready).
@@ -272,7 +273,7 @@ class Application:
         stopping = [server.stop() for server in self.servers.values()]
         stopping.append(self.http.stop())
         stopping.extend(_stop(plugin) for plugin in self._plugins.values())
-        stopping.extend(defer.maybeDeferred(webhook.stop) for webhook in self.webhooks.values())
+        stopping.extend(defer.maybeDeferred(server.stop) for server in self.side_servers.values())
         for cache in self.caches.values():
             stopping.append(defer.maybeDeferred(cache.source.stop))
         return defer.gatherResults(stopping, consumeErrors=True)
@@ -326,7 +327,7 @@ class Application:
                 server.listen()
             assembly.servers[key] = server
             assembly.blocks.setdefault(key, []).append(self._block_runtime(block, server, assembly))
-        self._prepare_webhooks(config, assembly)
+        self._prepare_side_servers(config, assembly)
 
     def _commit(self, assembly: _Assembly, config: Config) -> None:
         timeouts: dict[tuple[int, tuple[str, ...]], TimeoutsConfig] = {}
@@ -344,18 +345,18 @@ class Application:
                 self._prepare_answers(server)
         retired_servers = [server for key, server in self.servers.items() if key not in assembly.servers]
         retired_plugins = [plugin for key, plugin in self._plugins.items() if key not in assembly.plugins]
-        retired_webhooks = [webhook for key, webhook in self.webhooks.items() if key not in assembly.webhooks]
+        retired_side_servers = [server for key, server in self.side_servers.items() if key not in assembly.side_servers]
         retired_caches = [cache for source, cache in self.caches.items() if source not in assembly.caches]
         self.servers, self._plugins, self._runtimes = assembly.servers, assembly.plugins, assembly.runtimes
-        self.webhooks, self.caches = assembly.webhooks, assembly.caches
+        self.side_servers, self.caches = assembly.side_servers, assembly.caches
         for server in retired_servers:
             server.stop()
         for plugin in retired_plugins:
             # A forwarded query in flight still completes: stopping only
             # closes idle upstream connections.
             _stop(plugin)
-        for webhook in retired_webhooks:
-            webhook.stop()
+        for server in retired_side_servers:
+            server.stop()
         for cache in retired_caches:
             cache.source.stop()
         for plugin in assembly.new_plugins:
@@ -363,12 +364,12 @@ class Application:
             if start is not None:
                 start()
 
-    def _cache_for(self, source: SourceConfig, assembly: _Assembly) -> Cache:
+    def _cache_for(self, source: SourceConfig, assembly: _Assembly) -> WatchCache:
         """The running cache for source, or a new one, started."""
         cache = _either(source, assembly.caches, self.caches)
         if cache is None:
             store = Store()
-            cache = Cache(source, store, _make_source(source, store, self.reactor, self.registry))
+            cache = WatchCache(source, store, _make_source(source, store, self.reactor, self.registry))
             assembly.new_caches.append(cache)
             log.info("cache: %s", source.describe())
             cache.source.start()
@@ -471,25 +472,25 @@ class Application:
                 http.mount_metrics(prometheus.address, self.registry)
         return http
 
-    def _prepare_webhooks(self, config: Config, assembly: _Assembly) -> None:
+    def _prepare_side_servers(self, config: Config, assembly: _Assembly) -> None:
+        """Start the servers plugins run beside DNS (the webhook), each fed by its block's watch cache."""
         for block in config.servers:
-            webhook = block.plugin("webhook")
-            kubernetes = block.plugin("kubernetes")
-            if webhook is None:
-                continue
-            # config.assemble has made sure the block has a kubernetes directive.
-            key = (webhook, kubernetes.source)
-            server = _either(key, assembly.webhooks, self.webhooks)
-            if server is None:
-                from webhook.server import WebhookServer
+            for name, plugin_config in block.plugins:
+                spec = declared.spec(name)
+                if spec is None or spec.serve is None:
+                    continue
+                # config.assemble has made sure the block has a kubernetes directive.
+                source = block.plugin("kubernetes").source
+                key = (plugin_config, source)
+                server = _either(key, assembly.side_servers, self.side_servers)
+                if server is None:
+                    store = self._cache_for(source, assembly).store
+                    context = ServeContext(self.reactor, self.registry, store, self.connections)
+                    server = spec.serve(plugin_config, context)
+                    assembly.new_side_servers.append(server)
+                    failures: list = []
+                    server.start().addErrback(failures.append)
+                    if failures:
+                        failures[0].raiseException()
+                assembly.side_servers[key] = server
 
-                store = self._cache_for(kubernetes.source, assembly).store
-                server = WebhookServer(
-                    webhook, store, self.reactor, registry=self.registry, guard=self.connections
-                )
-                assembly.new_webhooks.append(server)
-                failures: list = []
-                server.start().addErrback(failures.append)
-                if failures:
-                    failures[0].raiseException()
-            assembly.webhooks[key] = server

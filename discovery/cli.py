@@ -91,7 +91,7 @@ def main(argv: list[str] | None = None) -> int:
 
         return run(args.conf, (), args.dns_port, sys.stdin, sys.stdout, sys.stderr)
 
-    from .logs import configure
+    from .logformat import configure
 
     configure(args.log_format, logging.WARNING if args.quiet else logging.INFO)
     from .ops.connections import raise_open_files_limit

@@ -143,6 +143,13 @@ class Directive:
         for option in self.block:
             raise option.error(f"{self.name}: unknown property '{option.name}'")
 
+    def duration(self, text: str, what: str) -> float:
+        """A Go duration given to this directive, in seconds; a CorefileError naming `what` and the line if not."""
+        try:
+            return parse_duration(text)
+        except ValueError as e:
+            raise self.error(f"{what}: {e}") from None
+
 
 @attrs.frozen
 class ServerBlockSource:
@@ -542,10 +549,7 @@ def parse_duration(text: str) -> float:
 
 def positive_duration(option: Directive, text: str, what: str) -> float:
     """A duration above zero for an option, or a CorefileError naming `what` and the option's line."""
-    try:
-        seconds = parse_duration(text)
-    except ValueError as e:
-        raise option.error(f"{what}: {e}") from None
+    seconds = option.duration(text, what)
     if seconds <= 0:
         raise option.error(f"{what} must be positive")
     return seconds

@@ -1,6 +1,7 @@
 """How a Corefile directive declares itself, once, and how the declarations are found.
 
-A plugin is one module that assigns, at its top level, ``PLUGINS``: a tuple
+A plugin is one module (or a package's ``__init__``, for a plugin split into
+files by concern) that assigns, at its top level, ``PLUGINS``: a tuple
 of `PluginSpec`, usually one. The spec names the directive, its setup
 (Corefile `Directive` + `SetupContext` -> frozen config; errors name
 file:line), whether it may be repeated, and, for a plugin in the query's
@@ -34,6 +35,7 @@ __all__ = [
     "PluginSpec",
     "SetupContext",
     "BuildContext",
+    "ServeContext",
     "Bare",
     "setup_bare",
     "specs",
@@ -81,8 +83,21 @@ class BuildContext:
     block: Any
     #: The block's listening (host, port); host "" is every address.
     address: tuple[str, int]
-    #: SourceConfig -> the running `discovery.app.Cache` for it (made and started if new).
+    #: SourceConfig -> the running `discovery.app.WatchCache` for it (made and started if new).
     cache_for: Callable[[Any], Any]
+
+
+@attrs.frozen
+class ServeContext:
+    """What the assembly offers a plugin's own server (beside DNS) for one server block."""
+
+    reactor: Any
+    #: The prometheus_client registry every metric goes to.
+    registry: Any
+    #: The watch cache's Store of the block's `kubernetes` directive.
+    store: Any
+    #: The process's `discovery.ops.connections.ConnectionGuard`.
+    guard: Any
 
 
 @attrs.frozen
@@ -104,6 +119,11 @@ class PluginSpec:
     served_by_server: bool = False
     #: A directive CoreDNS does not have: the plugin.cfg entry it follows.
     after: str | None = None
+    #: (config, ServeContext) -> a server of its own, outside the query's
+    #: path, fed by the block's watch cache (the admission webhook), with
+    #: ``start()`` (a Deferred that fires at once) and ``stop()``. The block
+    #: must have a kubernetes directive (`discovery.config` checks).
+    serve: Callable[[Any, ServeContext], Any] | None = None
     #: Allowed in a webhook:// block (which has no DNS listener).
     in_webhook_block: bool = False
     #: Where it departs from CoreDNS (`discovery.departures.Departure`), as
@@ -137,9 +157,8 @@ def _declaring_modules() -> list[str]:
     found = []
     for root in SCAN_ROOTS:
         package = importlib.import_module(root)
+        # A plugin split into a folder (dns/cache/) declares in its __init__.
         for info in pkgutil.walk_packages(package.__path__, f"{root}."):
-            if info.ispkg:
-                continue
             module_spec = info.module_finder.find_spec(info.name)
             source = module_spec.loader.get_source(info.name) if module_spec is not None else None
             if source and _DECLARES.search(source):

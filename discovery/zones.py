@@ -9,6 +9,7 @@ import attrs
 __all__ = [
     "normalize_zone",
     "zones_from_cidr",
+    "zone_arguments",
     "origins",
     "longest_match",
     "in_zone",
@@ -92,3 +93,20 @@ class Fallthrough:
         if not self.zones:
             return True
         return longest_match(self.zones, name) is not None
+
+
+def zone_arguments(option, args) -> tuple[str, ...]:
+    """Zone arguments, a CIDR standing for its reverse zones (plugin.Host.NormalizeExact).
+
+    option: the Corefile `Directive` whose arguments they are (for errors naming file:line).
+    """
+    zones: list[str] = []
+    for arg in args:
+        if "/" not in arg:
+            zones.append(normalize_zone(arg))
+            continue
+        try:
+            zones.extend(zones_from_cidr(arg))
+        except ValueError:
+            raise option.error(f"{option.name}: {arg!r} is not a zone or a CIDR") from None
+    return tuple(zones)

@@ -29,7 +29,7 @@ import re
 import attrs
 
 from discovery.corefile import Directive, positive_duration
-from discovery.plugin import PluginSpec
+from discovery.plugin import PluginSpec, ServeContext
 
 __all__ = [
     "WebhookConfig",
@@ -172,5 +172,15 @@ def setup_webhook(directive: Directive, ctx) -> WebhookConfig:
     return WebhookConfig(host=host, port=port, file=directive.file, line=directive.line, **options)
 
 
+def serve_webhook(config: WebhookConfig, ctx: ServeContext):
+    """The HTTPS server for one `webhook` directive, reading the block's watch cache."""
+    # Imported here: finding the directives must not import the TLS stack.
+    from webhook.server import WebhookServer
+
+    return WebhookServer(config, ctx.store, ctx.reactor, registry=ctx.registry, guard=ctx.guard)
+
+
 # Not in CoreDNS: it sits beside the kubernetes directive whose cache feeds it.
-PLUGINS = (PluginSpec("webhook", setup_webhook, after="kubernetes", in_webhook_block=True),)
+PLUGINS = (
+    PluginSpec("webhook", setup_webhook, serve=serve_webhook, after="kubernetes", in_webhook_block=True),
+)

@@ -31,6 +31,7 @@ from typing import Callable, Iterable, Mapping
 import attrs
 
 from discovery.cache.objects import Service
+from discovery.net import join_host_port
 
 __all__ = [
     "EnvVar",
@@ -73,11 +74,6 @@ def has_cluster_ip(service: Service) -> bool:
     return bool(service.cluster_ips) and bool(service.ports)
 
 
-def _join_host_port(host: str, port: int) -> str:
-    # net.JoinHostPort: brackets around any host that holds a colon.
-    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-
-
 def service_variables(service: Service) -> tuple[EnvVar, ...]:
     """FromServices for one Service: its variables in the kubelet's order.
 
@@ -98,7 +94,7 @@ def service_variables(service: Service) -> tuple[EnvVar, ...]:
     # The Docker link variables; Docker special-cases the first port.
     for index, port in enumerate(service.ports):
         protocol = port.protocol or "TCP"
-        url = f"{protocol.lower()}://{_join_host_port(ip, port.port)}"
+        url = f"{protocol.lower()}://{join_host_port(ip, port.port)}"
         if index == 0:
             result.append(EnvVar(f"{prefix}_PORT", url))
         port_prefix = f"{prefix}_PORT_{port.port}_{protocol.upper()}"

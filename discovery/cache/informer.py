@@ -40,7 +40,6 @@ import random
 import socket
 import threading
 import time
-import weakref
 from typing import Any, Callable, Iterator, Union
 
 import attrs
@@ -56,8 +55,10 @@ from kubernetes.config.incluster_config import (
 from prometheus_client import CollectorRegistry, Histogram
 from twisted.internet import defer
 
+from ..ops.metrics import per_registry
 from .config import SourceConfig
 from .objects import (
+    ENDED_POD_PHASES,
     EndpointSlice,
     ObjectError,
     Pod,
@@ -103,7 +104,7 @@ __all__ = [
 log = logging.getLogger("wayfinder.cache.informer")
 
 #: CoreDNS watches only Pods that can still serve (controller.go, podListFunc).
-POD_FIELD_SELECTOR = "status.phase!=Succeeded,status.phase!=Failed,status.phase!=Unknown"
+POD_FIELD_SELECTOR = ",".join(f"status.phase!={phase}" for phase in ENDED_POD_PHASES)
 #: Set by the EndpointSlice controller to the time of the change that caused
 #: the slice's last update (k8s.io/api/core/v1 EndpointsLastChangeTriggerTime).
 TRIGGER_TIME_ANNOTATION = "endpoints.kubernetes.io/last-change-trigger-time"
@@ -494,23 +495,17 @@ class Handoff:
             self._deliver(batch)
 
 
-_latency_histograms: "weakref.WeakKeyDictionary[CollectorRegistry, Histogram]" = weakref.WeakKeyDictionary()
-
-
+@per_registry
 def programming_latency_histogram(registry: CollectorRegistry) -> Histogram:
     """CoreDNS's coredns_kubernetes_dns_programming_duration_seconds, once per registry."""
-    histogram = _latency_histograms.get(registry)
-    if histogram is None:
-        histogram = Histogram(
-            "coredns_kubernetes_dns_programming_duration_seconds",
-            "Histogram of the time (in seconds) it took to program a dns instance.",
-            ["service_kind"],
-            # CoreDNS's: prometheus.ExponentialBuckets(0.001, 2, 20).
-            buckets=[0.001 * 2**i for i in range(20)],
-            registry=registry,
-        )
-        _latency_histograms[registry] = histogram
-    return histogram
+    return Histogram(
+        "coredns_kubernetes_dns_programming_duration_seconds",
+        "Histogram of the time (in seconds) it took to program a dns instance.",
+        ["service_kind"],
+        # CoreDNS's: prometheus.ExponentialBuckets(0.001, 2, 20).
+        buckets=[0.001 * 2**i for i in range(20)],
+        registry=registry,
+    )
 
 
 class StoreWriter:

@@ -33,6 +33,7 @@ from typing import Any, Mapping
 import attrs
 
 __all__ = [
+    "ENDED_POD_PHASES",
     "ObjectError",
     "quote",
     "ServicePort",
@@ -259,6 +260,11 @@ class EndpointSlice:
         return (self.namespace, self.service_name)
 
 
+#: The phases of a Pod that can no longer serve: CoreDNS watches only the
+#: others (controller.go, podListFunc).
+ENDED_POD_PHASES = ("Succeeded", "Failed", "Unknown")
+
+
 @attrs.frozen
 class Pod:
     namespace: str
@@ -272,6 +278,11 @@ class Pod:
     @property
     def key(self) -> tuple[str, str]:
         return (self.namespace, self.name)
+
+    @property
+    def ended(self) -> bool:
+        """Ended or being deleted: a Pod CoreDNS no longer answers for."""
+        return self.deleting or self.phase in ENDED_POD_PHASES
 
 
 @attrs.frozen

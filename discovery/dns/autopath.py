@@ -26,7 +26,6 @@ rendered for a client of the other class.
 
 from __future__ import annotations
 
-import weakref
 from typing import Callable, Sequence
 
 import attrs
@@ -42,9 +41,9 @@ from prometheus_client import CollectorRegistry, Counter
 from twisted.internet.defer import Deferred
 
 from ..corefile import Directive
+from ..ops.metrics import per_registry
 from ..plugin import BuildContext, PluginSpec
-from ..cache.config import _zones  # zone arguments, a CIDR standing for its reverse zones
-from ..zones import longest_match, normalize_zone
+from ..zones import longest_match, normalize_zone, zone_arguments
 from .request import FastPathPolicy, Next, Request, Result
 
 __all__ = [
@@ -83,7 +82,7 @@ def setup_autopath(directive: Directive, ctx) -> AutopathConfig:
     directive.expect_args(1, usage="autopath [ZONE...] RESOLV-CONF")
     directive.expect_no_block()
     *zones, resolv = directive.args
-    normalised = _zones(directive, zones) or ctx.zones
+    normalised = zone_arguments(directive, zones) or ctx.zones
     if resolv.startswith("@"):
         return AutopathConfig(normalised, plugin=resolv[1:], file=directive.file, line=directive.line)
     try:
@@ -140,17 +139,12 @@ def cnamer(response: dns.message.Message, original: dns.name.Name) -> None:
     response.question = [dns.rrset.RRset(original, question.rdclass, question.rdtype)]
 
 
-_METRICS: "weakref.WeakKeyDictionary[CollectorRegistry, Counter]" = weakref.WeakKeyDictionary()
-
-
+@per_registry
 def success_counter(registry: CollectorRegistry) -> Counter:
     """coredns_autopath_success_total{server}, once per registry."""
-    counter = _METRICS.get(registry)
-    if counter is None:
-        counter = _METRICS[registry] = Counter(
-            "coredns_autopath_success", "Counter of requests that did autopath.", ["server"], registry=registry
-        )
-    return counter
+    return Counter(
+        "coredns_autopath_success", "Counter of requests that did autopath.", ["server"], registry=registry
+    )
 
 
 class AutopathPlugin:

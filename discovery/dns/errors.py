@@ -24,7 +24,7 @@ import dns.rcode
 import dns.rdatatype
 from twisted.python.failure import Failure
 
-from ..corefile import Directive, parse_duration
+from ..corefile import Directive
 from .request import Request
 from ..plugin import PluginSpec
 
@@ -60,10 +60,7 @@ def setup_errors(directive: Directive, ctx) -> ErrorsConfig:
             stacktrace = True
         elif option.name == "consolidate":
             option.expect_args(2, 4, "consolidate DURATION REGEXP [LEVEL] [show_first]")
-            try:
-                period = parse_duration(option.args[0])
-            except ValueError as e:
-                raise option.error(f"consolidate: {e}") from None
+            period = option.duration(option.args[0], "consolidate")
             pattern = option.args[1]
             if len(pattern) > 10000:
                 raise option.error("consolidate: REGEXP must not exceed 10000 characters")

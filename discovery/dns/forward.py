@@ -38,7 +38,6 @@ from __future__ import annotations
 import ipaddress
 import logging
 import random
-import weakref
 from typing import Protocol, Sequence
 
 import attrs
@@ -48,7 +47,8 @@ import dns.rcode
 from prometheus_client import CollectorRegistry, Counter, Histogram
 from twisted.internet import defer
 
-from ..corefile import Directive, parse_duration
+from ..corefile import Directive
+from ..ops.metrics import per_registry
 from ..plugin import BuildContext, PluginSpec
 from ..zones import in_zone, normalize_zone, zones_from_cidr
 from .request import PluginError, Request
@@ -215,10 +215,7 @@ def _one(option: Directive, usage: str) -> str:
 
 
 def _duration(option: Directive, text: str) -> float:
-    try:
-        return parse_duration(text)
-    except ValueError as e:
-        raise option.error(f"forward: {option.name}: {e}") from None
+    return option.duration(text, f"forward: {option.name}")
 
 
 def _count(option: Directive, text: str) -> int:
@@ -362,54 +359,48 @@ class _ForwardMetrics:
     proxy: ProxyMetrics
 
 
-_METRICS: "weakref.WeakKeyDictionary[CollectorRegistry, _ForwardMetrics]" = weakref.WeakKeyDictionary()
-
-
+@per_registry
 def _metrics(registry: CollectorRegistry) -> _ForwardMetrics:
     """CoreDNS's forward and proxy metrics, defined once per registry."""
-    metrics = _METRICS.get(registry)
-    if metrics is None:
-        metrics = _ForwardMetrics(
-            healthcheck_broken=Counter(
-                "coredns_forward_healthcheck_broken",
-                "Counter of the number of complete failures of the healthchecks.",
+    return _ForwardMetrics(
+        healthcheck_broken=Counter(
+            "coredns_forward_healthcheck_broken",
+            "Counter of the number of complete failures of the healthchecks.",
+            registry=registry,
+        ),
+        max_concurrent_rejects=Counter(
+            "coredns_forward_max_concurrent_rejects",
+            "Counter of the number of queries rejected because the concurrent queries were at maximum.",
+            registry=registry,
+        ),
+        proxy=ProxyMetrics(
+            request_duration=Histogram(
+                "coredns_proxy_request_duration_seconds",
+                "Histogram of the time each request took.",
+                ["proxy_name", "to", "rcode"],
+                buckets=TIME_BUCKETS,
                 registry=registry,
             ),
-            max_concurrent_rejects=Counter(
-                "coredns_forward_max_concurrent_rejects",
-                "Counter of the number of queries rejected because the concurrent queries were at maximum.",
+            healthcheck_failures=Counter(
+                "coredns_proxy_healthcheck_failures",
+                "Counter of the number of failed healthchecks.",
+                ["proxy_name", "to"],
                 registry=registry,
             ),
-            proxy=ProxyMetrics(
-                request_duration=Histogram(
-                    "coredns_proxy_request_duration_seconds",
-                    "Histogram of the time each request took.",
-                    ["proxy_name", "to", "rcode"],
-                    buckets=TIME_BUCKETS,
-                    registry=registry,
-                ),
-                healthcheck_failures=Counter(
-                    "coredns_proxy_healthcheck_failures",
-                    "Counter of the number of failed healthchecks.",
-                    ["proxy_name", "to"],
-                    registry=registry,
-                ),
-                conn_cache_hits=Counter(
-                    "coredns_proxy_conn_cache_hits",
-                    "Counter of connection cache hits per upstream and protocol.",
-                    ["proxy_name", "to", "proto"],
-                    registry=registry,
-                ),
-                conn_cache_misses=Counter(
-                    "coredns_proxy_conn_cache_misses",
-                    "Counter of connection cache misses per upstream and protocol.",
-                    ["proxy_name", "to", "proto"],
-                    registry=registry,
-                ),
+            conn_cache_hits=Counter(
+                "coredns_proxy_conn_cache_hits",
+                "Counter of connection cache hits per upstream and protocol.",
+                ["proxy_name", "to", "proto"],
+                registry=registry,
             ),
-        )
-        _METRICS[registry] = metrics
-    return metrics
+            conn_cache_misses=Counter(
+                "coredns_proxy_conn_cache_misses",
+                "Counter of connection cache misses per upstream and protocol.",
+                ["proxy_name", "to", "proto"],
+                registry=registry,
+            ),
+        ),
+    )
 
 
 # --- policies -------------------------------------------------------------------------

@@ -29,7 +29,6 @@ import ipaddress
 import logging
 import math
 import os
-import weakref
 
 import attrs
 import dns.flags
@@ -43,6 +42,7 @@ from prometheus_client import CollectorRegistry, Gauge
 from twisted.internet import task
 
 from ..corefile import Directive, parse_duration
+from ..ops.metrics import per_registry
 from ..plugin import BuildContext, PluginSpec
 from ..zones import Fallthrough, longest_match, normalize_zone
 from .request import Request
@@ -196,20 +196,14 @@ def address_from_reverse(name: str) -> str | None:
 # --- metrics --------------------------------------------------------------------------------
 
 
-_METRICS: "weakref.WeakKeyDictionary[CollectorRegistry, tuple[Gauge, Gauge]]" = weakref.WeakKeyDictionary()
-
-
+@per_registry
 def _metrics(registry: CollectorRegistry) -> tuple[Gauge, Gauge]:
-    metrics = _METRICS.get(registry)
-    if metrics is None:
-        metrics = (
-            Gauge("coredns_hosts_entries", "The combined number of entries in hosts and Corefile.", ["hostsfile"],
-                  registry=registry),
-            Gauge("coredns_hosts_reload_timestamp_seconds", "The timestamp of the last reload of hosts file.",
-                  registry=registry),
-        )
-        _METRICS[registry] = metrics
-    return metrics
+    return (
+        Gauge("coredns_hosts_entries", "The combined number of entries in hosts and Corefile.", ["hostsfile"],
+              registry=registry),
+        Gauge("coredns_hosts_reload_timestamp_seconds", "The timestamp of the last reload of hosts file.",
+              registry=registry),
+    )
 
 
 # --- the plugin ------------------------------------------------------------------------------

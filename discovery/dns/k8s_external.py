@@ -161,7 +161,7 @@ class ExternalAnswer:
     lookups: tuple[tuple[str, dns.name.Name, int], ...] = ()
 
 
-class _Entry:
+class _Record:
     """msg.Service: an address (or hostname), a port, and the SRV target name."""
 
     __slots__ = ("host", "port", "target")
@@ -279,7 +279,7 @@ def _nameserver_addresses(q: _Query, headless: bool) -> list[str]:
 
 def _external(
     q: _Query, qname: dns.name.Name, qtype: int, base: list[str], options: ExternalOptions
-) -> tuple[list[_Entry], int]:
+) -> tuple[list[_Record], int]:
     """The entries a name stands for, and the rcode when there are none."""
     if qtype == _PTR:
         ip = _reverse_address(qname)
@@ -300,7 +300,7 @@ def _external(
         port, protocol = _strip_underscore(base[0]), _strip_underscore(base[1])
     elif len(base) > 4:
         return [], _NXDOMAIN
-    entries: list[_Entry] = []
+    entries: list[_Record] = []
     found = False
     service = q.store.service(namespace, name)
     if service is not None and _visible(q, service):
@@ -312,13 +312,13 @@ def _external(
                 for spec in ports:
                     if _ports_match(port, protocol, spec):
                         found = True
-                        entries.append(_Entry(address, spec.port, (host, name, namespace)))
+                        entries.append(_Record(address, spec.port, (host, name, namespace)))
         else:
             for address in external:
                 for spec in service.ports or _NO_PORTS:
                     if _ports_match(port, protocol, spec):
                         found = True
-                        entries.append(_Entry(address, spec.port, (name, namespace)))
+                        entries.append(_Record(address, spec.port, (name, namespace)))
     rcode = _NOERROR if found else _NXDOMAIN
     if qtype == _PTR:
         # A forward name asked for PTR: it exists or not, and has no PTR.
@@ -326,7 +326,7 @@ def _external(
     return entries, rcode
 
 
-def _reverse(q: _Query, ip: str) -> tuple[list[_Entry], int]:
+def _reverse(q: _Query, ip: str) -> tuple[list[_Record], int]:
     """serviceRecordForExternalIP: the Services with this external IP."""
     q.deps.add(("address", ip))
     entries = []
@@ -334,7 +334,7 @@ def _reverse(q: _Query, ip: str) -> tuple[list[_Entry], int]:
         q.deps.add(("namespace", service.namespace))
         if q.options.namespaces and not _namespace_exposed(q, service.namespace):
             continue
-        entries.append(_Entry(f"{service.name}.{service.namespace}", 0, ()))
+        entries.append(_Record(f"{service.name}.{service.namespace}", 0, ()))
     return entries, _NOERROR if entries else _NXDOMAIN
 
 
@@ -342,7 +342,7 @@ def _reverse(q: _Query, ip: str) -> tuple[list[_Entry], int]:
 
 
 def _addresses(
-    q: _Query, qname: dns.name.Name, qtype: int, entries: list[_Entry], options: ExternalOptions
+    q: _Query, qname: dns.name.Name, qtype: int, entries: list[_Record], options: ExternalOptions
 ) -> tuple[list[dns.rrset.RRset], tuple]:
     """a() and aaaa(): addresses once each; a hostname gives a CNAME and a lookup."""
     records: list[dns.rrset.RRset] = []
@@ -370,7 +370,7 @@ def _addresses(
 
 
 def _srv(
-    q: _Query, qname: dns.name.Name, entries: list[_Entry], options: ExternalOptions
+    q: _Query, qname: dns.name.Name, entries: list[_Record], options: ExternalOptions
 ) -> tuple[list[dns.rrset.RRset], list[dns.rrset.RRset], tuple]:
     """srv(): one record per (target, port); glue for address targets, lookups for hostnames."""
     # Every entry has priority 0 and weight 0 (counted as 100), port-less ones included.
@@ -411,7 +411,7 @@ def _srv_rrset(owner: dns.name.Name, ttl: int, specs: tuple) -> dns.rrset.RRset:
     return rrset
 
 
-def _ptr(q: _Query, qname: dns.name.Name, entries: list[_Entry], options: ExternalOptions) -> Answer:
+def _ptr(q: _Query, qname: dns.name.Name, entries: list[_Record], options: ExternalOptions) -> Answer:
     """ptr(): each Service once, named in the first k8s_external zone."""
     first = dns.name.from_text(options.zones[0]).labels
     targets: dict[tuple[bytes, ...], None] = {}
@@ -494,7 +494,7 @@ def transfer_records(store: Store, options: ExternalOptions, zone: str) -> Itera
         # ExternalServices: per (address, port), a bare entry and a _port._proto one.
         for address in external:
             for port in service.ports or _NO_PORTS:
-                bare = [_Entry(address, port.port, (service.name, service.namespace))]
+                bare = [_Record(address, port.port, (service.name, service.namespace))]
                 for qtype in (_A, _AAAA):
                     records, _ = _addresses(q, owner, qtype, bare, options)
                     # A hostname's CNAME once, not once per address type.
@@ -524,11 +524,11 @@ def _headless_records(q: _Query, service: Service, options: ExternalOptions) -> 
     owner = q.name((service.name, service.namespace))
     if owner is None:
         return
-    entries: list[_Entry] = []
-    by_port: dict[tuple[str, str], list[_Entry]] = {}
+    entries: list[_Record] = []
+    by_port: dict[tuple[str, str], list[_Record]] = {}
     for address, host, ports in _endpoint_addresses(q, service):
         for spec in ports:
-            entry = _Entry(address, spec.port, (host, service.name, service.namespace))
+            entry = _Record(address, spec.port, (host, service.name, service.namespace))
             entries.append(entry)
             if spec.name:
                 by_port.setdefault((spec.protocol.lower(), spec.name.lower()), []).append(entry)
@@ -537,7 +537,7 @@ def _headless_records(q: _Query, service: Service, options: ExternalOptions) -> 
     for qtype in (_A, _AAAA):
         yield from _addresses(q, owner, qtype, entries, options)[0]
     yield from _srv(q, owner, entries, options)[0]
-    names: dict[tuple[str, ...], list[_Entry]] = {}
+    names: dict[tuple[str, ...], list[_Record]] = {}
     for entry in entries:
         names.setdefault(entry.target, []).append(entry)
     for target, own in names.items():

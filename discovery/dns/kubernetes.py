@@ -35,13 +35,13 @@ from twisted.internet import defer
 from twisted.internet.defer import Deferred
 from twisted.python.failure import Failure
 
-from ..cache.config import KubernetesConfig, setup_kubernetes
 from ..cache.store import Change, Store
 from ..plugin import BuildContext, PluginSpec
 from ..zones import is_reverse, longest_match
 from . import prepared
 from . import zone as zone_answers
 from .request import Next, Request, Result
+from .kubernetes_setup import KubernetesConfig, setup_kubernetes
 from .table import store_key
 
 __all__ = ["KubernetesPlugin", "respond", "local_addresses", "PLUGINS"]

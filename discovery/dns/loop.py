@@ -23,6 +23,7 @@ import dns.rdatatype
 from twisted.internet import defer
 
 from ..corefile import Directive
+from ..net import join_host_port
 from ..plugin import BuildContext, PluginSpec
 from ..zones import in_zone
 from .request import Request
@@ -83,10 +84,6 @@ def _address_of(server: str) -> tuple[str, int]:
     return host.strip("[]"), int(port)
 
 
-def _join_host_port(host: str, port: int) -> str:
-    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-
-
 class LoopPlugin:
     """Counts the start-up probe on its way through; see the module doc.
 
@@ -136,7 +133,7 @@ class LoopPlugin:
         """
         address = address if address is not None else self._start_address
         host, port = address if address is not None else _address_of(self.server)
-        self._address = _join_host_port(host, port)
+        self._address = join_host_port(host, port)
         self._target = UpstreamAddress(host or "127.0.0.1", port)
         self._deadline = self.reactor.seconds() + PROBE_PERIOD
         self._try()
@@ -182,7 +179,7 @@ class LoopPlugin:
         if name == self.qname:
             self.seen += 1
         if self.seen > MAX_SEEN:
-            client = _join_host_port(*request.client)
+            client = join_host_port(*request.client)
             self._on_loop(loop_message(client, self._address, self.config.zone, self.qname))
         return next(request)
 

@@ -14,7 +14,7 @@ from twisted.internet.defer import Deferred
 
 from ..departures import Departure
 from ..plugin import Bare, BuildContext, PluginSpec, setup_bare
-from .cache import NOERROR, typify
+from .cache.classify import NOERROR, typify
 from .request import Next, Request, Result
 
 __all__ = ["MinimalPlugin", "is_noerror", "minimize", "PLUGINS"]

@@ -18,6 +18,7 @@ buffer answers without bound.
 from __future__ import annotations
 
 import struct
+from typing import Iterator
 
 from twisted.internet import protocol, task
 from zope.interface import implementer
@@ -26,7 +27,27 @@ from twisted.internet.interfaces import IPushProducer
 from ..ops.connections import ConnectionGuard
 from .timeouts import TimeoutsConfig
 
-__all__ = ["TCPProtocol", "TCPFactory"]
+__all__ = ["TCPProtocol", "TCPFactory", "frame", "read_frames"]
+
+
+def frame(wire: bytes) -> bytes:
+    """A message with its two-byte length in front (RFC 1035 4.2.2)."""
+    return struct.pack("!H", len(wire)) + wire
+
+
+def read_frames(buffer: bytes) -> Iterator[tuple[bytes, int]]:
+    """Each complete framed message in buffer, with the offset just past it.
+
+    Read by offset, so that a segment carrying many pipelined messages costs
+    linear time; what follows the last offset is the start of the next one.
+    """
+    offset, size = 0, len(buffer)
+    while size - offset >= 2:
+        end = offset + 2 + (buffer[offset] << 8 | buffer[offset + 1])
+        if end > size:
+            return
+        yield buffer[offset + 2 : end], end
+        offset = end
 
 
 @implementer(IPushProducer)
@@ -126,20 +147,14 @@ class TCPProtocol(protocol.Protocol):
             return
         started_message = not self.buffer
         buffer = self.buffer + data if self.buffer else data
-        # Frames are read by offset and the rest kept once, so that a segment
-        # carrying many pipelined queries costs linear time.
-        offset, size = 0, len(buffer)
+        offset = 0
         limit = self.timeouts.max_tcp_queries
         answered = False
-        while size - offset >= 2:
-            end = offset + 2 + (buffer[offset] << 8 | buffer[offset + 1])
-            if end > size:
-                break
+        for message, offset in read_frames(buffer):
             self.queries += 1
             self.pending += 1
             answered = True
-            self._answer(buffer[offset + 2 : end])
-            offset = end
+            self._answer(message)
             if limit != -1 and self.queries >= limit:
                 # As CoreDNS: no more queries read; closed once answered.
                 self.closing = True
@@ -166,7 +181,7 @@ class TCPProtocol(protocol.Protocol):
         self.pending = max(self.pending - 1, 0)
         transport = self.transport
         if transport is not None and transport.connected:
-            transport.write(struct.pack("!H", len(wire)) + wire)
+            transport.write(frame(wire))
             if self.closing:
                 self._maybe_close()
             elif not self.buffer:

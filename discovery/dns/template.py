@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import logging
 import re
-import weakref
 from typing import Any
 
 import attrs
@@ -47,6 +46,7 @@ from twisted.python.failure import Failure
 
 from ..corefile import Directive
 from ..departures import Departure
+from ..ops.metrics import per_registry
 from ..plugin import BuildContext, PluginSpec
 from ..zones import Fallthrough, longest_match, normalize_zone, zones_from_cidr
 from . import gotemplate
@@ -300,22 +300,16 @@ class _Data:
 
 # --- metrics --------------------------------------------------------------------------------
 
-_METRICS: "weakref.WeakKeyDictionary[CollectorRegistry, tuple[Counter, Counter, Counter]]" = weakref.WeakKeyDictionary()
-
-
+@per_registry
 def _metrics(registry: CollectorRegistry) -> tuple[Counter, Counter, Counter]:
-    metrics = _METRICS.get(registry)
-    if metrics is None:
-        labels = ["server", "zone", "view", "class", "type"]
-        metrics = (
-            Counter("coredns_template_matches", "Counter of template regex matches.", labels, registry=registry),
-            Counter("coredns_template_template_failures", "Counter of go template failures.",
-                    labels + ["section", "template"], registry=registry),
-            Counter("coredns_template_rr_failures", "Counter of mis-templated RRs.",
-                    labels + ["section", "template"], registry=registry),
-        )
-        _METRICS[registry] = metrics
-    return metrics
+    labels = ["server", "zone", "view", "class", "type"]
+    return (
+        Counter("coredns_template_matches", "Counter of template regex matches.", labels, registry=registry),
+        Counter("coredns_template_template_failures", "Counter of go template failures.",
+                labels + ["section", "template"], registry=registry),
+        Counter("coredns_template_rr_failures", "Counter of mis-templated RRs.",
+                labels + ["section", "template"], registry=registry),
+    )
 
 
 # --- the plugin -----------------------------------------------------------------------------

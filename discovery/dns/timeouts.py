@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import attrs
 
-from ..corefile import Directive, parse_duration
+from ..corefile import Directive
 from ..plugin import PluginSpec
 
 __all__ = ["TimeoutsConfig", "setup_timeouts", "DEFAULT_MAX_TCP_CONNECTIONS"]
@@ -78,10 +78,7 @@ def setup_timeouts(directive: Directive, ctx) -> TimeoutsConfig:
             values["max_tcp_connections"] = count
         elif option.name in ("read", "write", "idle"):
             # A bare number is seconds (plugin/pkg/durations).
-            try:
-                seconds = float(int(text)) if text.isdigit() else parse_duration(text)
-            except ValueError as e:
-                raise option.error(f"timeouts: {e}") from None
+            seconds = float(int(text)) if text.isdigit() else option.duration(text, "timeouts")
             if not _MIN_TIMEOUT <= seconds <= _MAX_TIMEOUT:
                 raise option.error(f"timeout provided '{text}' needs to be between 1 second and 24 hours")
             values[option.name] = seconds

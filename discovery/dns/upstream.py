@@ -39,6 +39,8 @@ from twisted.internet import defer, error, interfaces, protocol, task
 from twisted.internet.endpoints import TCP4ClientEndpoint, TCP6ClientEndpoint, connectProtocol, wrapClientTLS
 from zope.interface import implementer
 
+from ..net import join_host_port
+from .tcp import frame, read_frames
 from .tls import TLSSettings
 
 __all__ = [
@@ -99,7 +101,7 @@ class UpstreamAddress:
     @property
     def label(self) -> str:
         """Go's net.JoinHostPort form, as CoreDNS labels `to`: "[::1]:53"."""
-        return f"[{self.host}]:{self.port}" if self.ipv6 else f"{self.host}:{self.port}"
+        return join_host_port(self.host, self.port)
 
 
 @attrs.frozen
@@ -129,7 +131,8 @@ class ProxyMetrics:
 class _Channel:
     """A socket that carries one exchange at a time, as the pool hands it out.
 
-    Subclasses send the wire (`_send`) and pass each reply to `_received`;
+    Subclasses send the wire (`_send`), close their socket (`_disconnect`)
+    and pass each reply to `_received`;
     the wait for the reply with the query's ID ends with it, with the read
     timeout, or when the socket goes away.
     """
@@ -154,6 +157,16 @@ class _Channel:
 
     def _send(self, wire: bytes) -> None:
         raise NotImplementedError
+
+    def _disconnect(self) -> None:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        """Fail the exchange in flight, and close the socket once."""
+        self._fail(UpstreamError("connection closed"))
+        if not self.closed:
+            self.closed = True
+            self._disconnect()
 
     def _received(self, reply: bytes) -> None:
         # Short reads and answers to earlier (timed-out) queries are dropped,
@@ -195,11 +208,8 @@ class _UDPChannel(_Channel, protocol.DatagramProtocol):
         self.closed = True
         self._fail(UpstreamError("connection refused"))
 
-    def close(self) -> None:
-        self._fail(UpstreamError("connection closed"))
-        if not self.closed:
-            self.closed = True
-            self.transport.stopListening()
+    def _disconnect(self) -> None:
+        self.transport.stopListening()
 
 
 class _TCPChannel(_Channel, protocol.Protocol):
@@ -218,27 +228,22 @@ class _TCPChannel(_Channel, protocol.Protocol):
         return super().exchange(wire, timeout)
 
     def _send(self, wire: bytes) -> None:
-        self.transport.write(struct.pack("!H", len(wire)) + wire)
+        self.transport.write(frame(wire))
 
     def dataReceived(self, data: bytes) -> None:
-        self._buffer += data
-        while len(self._buffer) >= 2:
-            (length,) = struct.unpack("!H", self._buffer[:2])
-            if len(self._buffer) < 2 + length:
-                return
-            frame, self._buffer = self._buffer[2 : 2 + length], self._buffer[2 + length :]
-            self._received(frame)
+        buffer = self._buffer + data
+        offset = 0
+        for message, offset in read_frames(buffer):
+            self._received(message)
+        self._buffer = buffer[offset:]
 
     def connectionLost(self, reason=None) -> None:
         self.closed = True
         self._on_lost(self)
         self._fail(ConnectionClosed("connection closed by the upstream"))
 
-    def close(self) -> None:
-        self._fail(UpstreamError("connection closed"))
-        if not self.closed:
-            self.closed = True
-            self.transport.loseConnection()
+    def _disconnect(self) -> None:
+        self.transport.loseConnection()
 
 
 @implementer(interfaces.IHandshakeListener)

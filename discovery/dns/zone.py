@@ -94,8 +94,6 @@ _DNS_VERSION_TTL = 28800
 _SOA_REFRESH, _SOA_RETRY, _SOA_EXPIRE, _SOA_MAX_TTL = 7200, 1800, 86400, 300
 # backend_lookup.go maxCnameChainLength.
 _MAX_CNAME_CHAIN = 10
-# CoreDNS lists Pods with this field selector: such Pods are not in its cache.
-_GONE_POD_PHASES = frozenset({"Succeeded", "Failed", "Unknown"})
 
 _SERIAL = ("serial",)
 
@@ -650,8 +648,7 @@ def _pods_at(store: Store, options: ZoneOptions, ip: str) -> Iterator[Pod]:
     for pod in store.pods_by_ip(ip):
         if (
             pod.ips[0] == ip
-            and not pod.deleting
-            and pod.phase not in _GONE_POD_PHASES
+            and not pod.ended
             and (selector is None or selector.matches(pod.labels))
         ):
             yield pod

@@ -28,7 +28,7 @@ from prometheus_client.twisted import MetricsResource
 from twisted.internet import defer
 from twisted.web import resource, server
 
-from ..corefile import Directive, parse_duration
+from ..corefile import Directive
 from ..plugin import PluginSpec
 
 __all__ = [
@@ -87,10 +87,7 @@ def setup_health(directive: Directive, ctx) -> HealthConfig:
         if option.name != "lameduck":
             raise option.error(f"health: unknown property {option.name!r} (expected lameduck)")
         option.expect_args(1, 1, "lameduck DURATION")
-        try:
-            lameduck = parse_duration(option.args[0])
-        except ValueError as e:
-            raise option.error(f"lameduck: {e}") from None
+        lameduck = option.duration(option.args[0], "lameduck")
         if lameduck < 0:
             raise option.error("lameduck must not be negative")
     return HealthConfig(address, lameduck)

@@ -186,30 +186,24 @@ class DNSMetrics(Collector):
         return []
 
     def collect(self) -> Iterable:
-        requests = CounterMetricFamily(
+        yield _counter_family(
             "coredns_dns_requests",
             "Counter of DNS requests made per zone, protocol and family.",
-            labels=["server", "zone", "view", "proto", "family", "type"],
+            ["server", "zone", "view", "proto", "family", "type"],
+            self.requests,
         )
-        for labels, cell in list(self.requests.items()):
-            requests.add_metric(labels, cell[0])
-        yield requests
-        responses = CounterMetricFamily(
+        yield _counter_family(
             "coredns_dns_responses",
             "Counter of response status codes.",
-            labels=["server", "zone", "view", "rcode", "plugin"],
+            ["server", "zone", "view", "rcode", "plugin"],
+            self.responses,
         )
-        for labels, cell in list(self.responses.items()):
-            responses.add_metric(labels, cell[0])
-        yield responses
-        do_requests = CounterMetricFamily(
+        yield _counter_family(
             "coredns_dns_do_requests",
             "Counter of DNS requests with DO bit set per zone.",
-            labels=["server", "zone", "view"],
+            ["server", "zone", "view"],
+            self.do_requests,
         )
-        for labels, cell in list(self.do_requests.items()):
-            do_requests.add_metric(labels, cell[0])
-        yield do_requests
         yield CounterMetricFamily(
             "coredns_panics", "A metrics that counts the number of panics.", value=self.panics
         )
@@ -245,6 +239,13 @@ def _histogram(histograms: dict, key: tuple, bounds: tuple[float, ...]) -> _Hist
     if histogram is None:
         histogram = histograms[key] = _Histogram(bounds)
     return histogram
+
+
+def _counter_family(name: str, documentation: str, labels: list[str], cells: dict) -> CounterMetricFamily:
+    family = CounterMetricFamily(name, documentation, labels=labels)
+    for label_values, cell in list(cells.items()):
+        family.add_metric(label_values, cell[0])
+    return family
 
 
 def _histogram_family(name: str, documentation: str, labels: list[str], histograms: dict) -> HistogramMetricFamily:

@@ -40,7 +40,7 @@ import attrs
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
 from ..config import Config, assemble
-from ..corefile import CorefileError, Directive, ServerBlockSource, parse_duration, parse_file
+from ..corefile import CorefileError, Directive, ServerBlockSource, parse_file
 from ..plugin import PluginSpec
 
 __all__ = [
@@ -83,12 +83,7 @@ def setup_reload(directive: Directive, ctx) -> ReloadConfig:
     """Parse a `reload` directive. Raises CorefileError naming file:line."""
     directive.expect_args(0, 2, "reload [INTERVAL] [JITTER]")
     directive.expect_no_block()
-    durations = []
-    for text in directive.args:
-        try:
-            durations.append(parse_duration(text))
-        except ValueError as e:
-            raise directive.error(f"reload: {e}") from None
+    durations = [directive.duration(text, "reload") for text in directive.args]
     interval = durations[0] if durations else DEFAULT_INTERVAL
     jitter = durations[1] if len(durations) > 1 else DEFAULT_JITTER
     if interval < MIN_INTERVAL:

@@ -147,7 +147,8 @@ async def serve_and_measure(reactor, args) -> None:
 
     from discovery.cache.objects import service_from_api
     from webhook.config import AutoCertificate, WebhookConfig
-    from webhook.server import EnvMemo, WebhookServer
+    from webhook.memo import EnvMemo
+    from webhook.server import WebhookServer
 
     store = build_store(args.services)
     memo = EnvMemo(store)

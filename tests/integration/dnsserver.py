@@ -26,7 +26,7 @@ import subprocess
 import sys
 import threading
 import time
-from typing import Callable
+from typing import Any, Callable
 
 import attrs
 import dns.exception
@@ -47,6 +47,7 @@ __all__ = [
     "REPO",
     "EXAMPLES",
     "TIMEOUT",
+    "until",
     "RunningServer",
     "dns_server",
     "within",
@@ -72,6 +73,29 @@ TIMEOUT = 10.0
 def within(d: defer.Deferred, seconds: float = TIMEOUT) -> defer.Deferred:
     """d, failing with TimeoutError after seconds."""
     return d.addTimeout(seconds, reactor)
+
+
+def until(store, predicate: Callable[[Any], bool], seconds: float = TIMEOUT) -> defer.Deferred:
+    """Fires once predicate(store) holds, now or after some change; TimeoutError after seconds.
+
+    It fires on the reactor's next turn, not inside the Store's change
+    notification, so that whatever the writer does in that turn (a reload
+    writes all its changes in one) is done.
+    """
+    d = defer.Deferred()
+
+    def fire():
+        if not d.called:
+            d.callback(None)
+
+    def check(change=None):
+        if not d.called and predicate(store):
+            reactor.callLater(0, fire)
+
+    unsubscribe = store.subscribe(check)
+    d.addBoth(lambda result: (unsubscribe(), result)[1])
+    check()
+    return within(d, seconds)
 
 
 async def eventually(check: Callable[[], bool], seconds: float = TIMEOUT, interval: float = 0.01) -> None:
@@ -266,7 +290,7 @@ async def dns_server(tmp_path):
         path = tmp_path / "Corefile"
         path.write_text(corefile)
         app = Application(load(str(path)), reactor)
-        await app.start()
+        app.start()
         started.append(app)
         if synced:
             await within(defer.gatherResults([cache.source.synced for cache in app.caches.values()]))

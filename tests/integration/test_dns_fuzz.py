@@ -162,7 +162,7 @@ def server(tmp_path_factory):
     folder = tmp_path_factory.mktemp("fuzz")
     (folder / "Corefile").write_text(COREFILE)
     app = Application(load(str(folder / "Corefile")), reactor)
-    pytest_twisted.blockon(app.start())
+    app.start()
     pytest_twisted.blockon(within(defer.gatherResults([c.source.synced for c in app.caches.values()])))
     (dns_server,) = app.servers.values()
     yield dns_server

@@ -228,7 +228,7 @@ async def test_a_webhook_client_sending_its_body_slowly_is_cut_at_read_timeout(d
     folder(tmp_path)
     webhook = "    webhook 127.0.0.1:0 {\n        tls auto\n        read_timeout 1s\n    }\n"
     server = await dns_server(corefile(extra=webhook))
-    (hook,) = server.app.webhooks.values()
+    (hook,) = server.app.side_servers.values()
     context = ssl.create_default_context()
     context.check_hostname = False
     context.verify_mode = ssl.CERT_NONE
@@ -259,7 +259,7 @@ async def test_webhook_connections_beyond_max_connections_are_closed_at_once(dns
     folder(tmp_path)
     webhook = "    webhook 127.0.0.1:0 {\n        tls auto\n        max_connections 2\n    }\n"
     server = await dns_server(corefile(extra=webhook))
-    (hook,) = server.app.webhooks.values()
+    (hook,) = server.app.side_servers.values()
     held = [socket.create_connection(("127.0.0.1", hook.port), timeout=TIMEOUT) for _ in range(2)]
     try:
         await eventually(lambda: len(hook._factory.protocols) == 2)

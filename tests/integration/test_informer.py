@@ -32,39 +32,13 @@ from tests.fakeapi import Cluster, FakeApiServer
 from tests.fakeapi.cluster import RESOURCES, with_type
 from tests.fakeapi.objects import endpoint_slice, namespace, pod, service
 from tests.fakeapi.tls import make_pki
+from tests.integration.dnsserver import until, within
 
-TIMEOUT = 10.0
 QUICK = Backoff(initial=0.01, cap=0.05)
 TRIGGER = "endpoints.kubernetes.io/last-change-trigger-time"
 
 
 # --- helpers -----------------------------------------------------------------------
-
-
-def within(d: defer.Deferred, seconds: float = TIMEOUT) -> defer.Deferred:
-    return d.addTimeout(seconds, reactor)
-
-
-def until(store: Store, predicate) -> defer.Deferred:
-    """Fires once predicate(store) holds, now or after some change; times out otherwise.
-
-    It fires on the reactor's next turn, not inside the Store's change
-    notification, so that whatever the writer does after the change is done.
-    """
-    d = defer.Deferred()
-
-    def fire():
-        if not d.called:
-            d.callback(None)
-
-    def check(change=None):
-        if not d.called and predicate(store):
-            reactor.callLater(0, fire)
-
-    unsubscribe = store.subscribe(check)
-    d.addBoth(lambda result: (unsubscribe(), result)[1])
-    check()
-    return within(d)
 
 
 class CountingBackoff:

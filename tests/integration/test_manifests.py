@@ -19,12 +19,18 @@ from discovery.cache.manifests import ManifestSource
 from discovery.cache.objects import Namespace, ServicePort
 from discovery.cache.selectors import LabelSelector
 from discovery.cache.store import Change, Store
+from tests.integration import dnsserver
 
 EXAMPLES = pathlib.Path(__file__).resolve().parents[2] / "manifests" / "examples"
 LOGGER = "wayfinder.cache.manifests"
 #: Seconds a test waits for the Store before it fails: the contract is 1 s.
 TIMEOUT = 5.0
 POLL_SECONDS = 0.02
+
+
+def until(store: Store, predicate: Callable[[Store], bool]) -> defer.Deferred:
+    """dnsserver.until with this module's TIMEOUT."""
+    return dnsserver.until(store, predicate, TIMEOUT)
 
 
 def yaml_text(source: str) -> str:
@@ -45,25 +51,6 @@ def service_yaml(name: str, namespace: str = "default", port: int = 80, labels: 
           - name: http
             port: {port}
     """)
-
-
-def until(store: Store, predicate: Callable[[], bool]) -> defer.Deferred:
-    """Fires once `predicate()` holds, after the reload that made it true is fully applied."""
-    if predicate():
-        return defer.succeed(None)
-    d = defer.Deferred()
-    fired: list[bool] = []
-
-    def changed(change: Change) -> None:
-        if predicate() and not fired:
-            fired.append(True)
-            # A reload writes all its changes in one reactor turn: resume after it.
-            reactor.callLater(0, d.callback, None)
-
-    unsubscribe = store.subscribe(changed)
-    d.addTimeout(TIMEOUT, reactor)
-    d.addBoth(lambda result: (unsubscribe(), result)[1])
-    return d
 
 
 def recorder(store: Store) -> list[Change]:
@@ -265,7 +252,7 @@ def test_adding_a_file_adds_its_objects(folder, start):
     source, store = start()
     yield synced(source)
     (folder / "new.yaml").write_text(service_yaml("fresh"))
-    yield until(store, lambda: store.service("default", "fresh") is not None)
+    yield until(store, lambda store: store.service("default", "fresh") is not None)
 
 
 @pytest_twisted.inlineCallbacks
@@ -279,7 +266,7 @@ def test_editing_a_file_applies_only_the_difference(folder, start):
     changes = recorder(store)
     # The same length as before, so that only the content tells the change.
     path.write_text("---\n".join(service_yaml(name, port=81 if name == "two" else 80) for name in names))
-    yield until(store, lambda: store.service("default", "two").ports[0].port == 81)
+    yield until(store, lambda store: store.service("default", "two").ports[0].port == 81)
     assert [(c.kind, c.object.name, c.old.ports[0].port, c.new.ports[0].port) for c in changes] == [
         ("Service", "two", 80, 81)
     ]
@@ -293,7 +280,7 @@ def test_deleting_a_file_deletes_its_objects(folder, start):
     source, store = start()
     yield synced(source)
     (folder / "gone.yaml").unlink()
-    yield until(store, lambda: store.service("default", "gone") is None)
+    yield until(store, lambda store: store.service("default", "gone") is None)
     assert store.service("default", "stays") is not None
 
 
@@ -307,7 +294,7 @@ def test_rewriting_a_file_without_changing_it_writes_nothing(folder, start):
     changes = recorder(store)
     path.write_text(service_yaml("same"))
     (folder / "marker.yaml").write_text(service_yaml("marker"))
-    yield until(store, lambda: store.service("default", "marker") is not None)
+    yield until(store, lambda store: store.service("default", "marker") is not None)
     assert [c.object.name for c in changes] == ["marker"]
 
 
@@ -323,7 +310,7 @@ def test_a_broken_file_keeps_its_old_objects_and_logs_path_and_line(folder, star
     # Line 4 is indented less than its sibling on line 3: not YAML.
     path.write_text("apiVersion: v1\nkind: Service\nmetadata:\n  name: app\n namespace: default\n")
     (folder / "marker.yaml").write_text(service_yaml("marker"))
-    yield until(store, lambda: store.service("default", "marker") is not None)
+    yield until(store, lambda store: store.service("default", "marker") is not None)
     assert store.service("default", "app") is before
     assert any(m.startswith(f"{path}:5: ") for m in messages(caplog, logging.ERROR))
 
@@ -337,9 +324,9 @@ def test_fixing_a_broken_file_applies_its_new_content(folder, start):
     yield synced(source)
     path.write_text("key: [unclosed\n")
     (folder / "marker.yaml").write_text(service_yaml("marker"))
-    yield until(store, lambda: store.service("default", "marker") is not None)
+    yield until(store, lambda store: store.service("default", "marker") is not None)
     path.write_text(service_yaml("renamed"))
-    yield until(store, lambda: store.service("default", "app") is None)
+    yield until(store, lambda store: store.service("default", "app") is None)
     assert store.service("default", "renamed") is not None
 
 
@@ -376,7 +363,7 @@ def test_an_object_turned_bad_keeps_its_previous_version(folder, start, caplog):
     before = store.service("default", "svc")
     path.write_text(service_yaml("svc", port=99999))
     (folder / "marker.yaml").write_text(service_yaml("marker"))
-    yield until(store, lambda: store.service("default", "marker") is not None)
+    yield until(store, lambda store: store.service("default", "marker") is not None)
     assert store.service("default", "svc") is before
     assert any("99999" in m for m in messages(caplog, logging.ERROR))
 
@@ -463,7 +450,7 @@ def test_an_allocated_address_survives_reloads(folder, start):
     ip = store.service("default", "api").cluster_ip
     changes = recorder(store)
     (folder / "more.yaml").write_text(service_yaml("more"))
-    yield until(store, lambda: store.service("default", "more") is not None)
+    yield until(store, lambda store: store.service("default", "more") is not None)
     assert store.service("default", "api").cluster_ip == ip
     assert [c.object.name for c in changes] == ["more"]
 

@@ -488,7 +488,8 @@ def test_dns_only_has_no_webhook():
     assert [s["metadata"]["name"] for s in objects("dns-only", "Service")] == ["kube-dns"]
     assert not [p for p in container("dns-only")["ports"] if p["containerPort"] == 8443]
     assert not [v for v in pod_spec("dns-only")["volumes"] if "secret" in v]
-    assert all(block.plugin("webhook") is None for block in corefile_config("dns-only").servers)
+    servers = corefile_config("dns-only").servers
+    assert servers and all(block.plugin("webhook") is None for block in servers)
 
 
 # --- certificates ---------------------------------------------------------------------------

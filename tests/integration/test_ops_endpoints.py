@@ -404,7 +404,7 @@ def test_a_webhook_block_serves_the_webhook_and_no_dns(tmp_path):
     app.start()
     try:
         assert app.servers == {}
-        (webhook,) = app.webhooks.values()
+        (webhook,) = app.side_servers.values()
         assert webhook.port > 0
     finally:
         yield app.shutdown(lameduck=False)

@@ -22,7 +22,7 @@ from cryptography.x509.verification import PolicyBuilder, Store, VerificationErr
 
 from discovery import certs
 from discovery.cli import main
-from webhook.server import load_certificate_files
+from webhook.tls import load_certificate_files
 
 #: The names kube-apiserver and Pods use for Service wayfinder-webhook in kube-system.
 SERVICE_NAMES = (

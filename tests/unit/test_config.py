@@ -213,7 +213,7 @@ def test_every_declaration_has_callable_setup_and_build():
 def _all_modules():
     for package in (discovery, webhook):
         for info in pkgutil.walk_packages(package.__path__, f"{package.__name__}."):
-            if not info.ispkg and not info.name.endswith("__main__"):
+            if not info.name.endswith("__main__"):
                 yield importlib.import_module(info.name)
 
 

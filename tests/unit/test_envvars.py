@@ -155,6 +155,7 @@ def test_only_named_ports_get_a_service_port_name_variable():
     """An unnamed port gets no {NAME}_SERVICE_PORT_{PORTNAME}."""
     svc = service("web", ports=[{"port": 80}])
     names = {v.name for v in service_variables(svc)}
+    assert {"WEB_SERVICE_HOST", "WEB_SERVICE_PORT", "WEB_PORT_80_TCP"} <= names
     assert not any(name.startswith("WEB_SERVICE_PORT_") for name in names)
 
 

@@ -9,7 +9,8 @@ import os
 
 import pytest
 
-from discovery.cache.config import DEFAULT_SERVICE_CIDRS, KubernetesConfig, SourceConfig
+from discovery.cache.config import DEFAULT_SERVICE_CIDRS, SourceConfig
+from discovery.dns.kubernetes_setup import KubernetesConfig
 from discovery.cache.selectors import LabelSelector
 from discovery.config import load, load_text
 from discovery.corefile import CorefileError

@@ -26,15 +26,11 @@ __all__ = [
     "ServiceRange",
     "allocate_cluster_ips",
     "merge",
-    "ENDED_POD_PHASES",
     "NAMESPACE_NAME_LABEL",
 ]
 
 #: The label the API server sets on every Namespace to its name (Kubernetes 1.21+).
 NAMESPACE_NAME_LABEL = "kubernetes.io/metadata.name"
-#: The API source lists Pods with a field selector that leaves these out
-#: (CoreDNS's podListFunc); the manifests source drops them the same way.
-ENDED_POD_PHASES = frozenset({"Succeeded", "Failed", "Unknown"})
 
 # --- cluster IPs -----------------------------------------------------------------
 
@@ -235,7 +231,7 @@ def _with_name_label(namespace: Namespace) -> Namespace:
     return attrs.evolve(namespace, labels=tuple(sorted(labels.items())))
 
 
-def _visible(kind: str, obj: CacheObject, config: SourceConfig) -> bool:
+def _selected(kind: str, obj: CacheObject, config: SourceConfig) -> bool:
     """Whether the API source, with the same configuration, would have it."""
     if kind == "Namespace":
         # Namespaces are listed cluster-wide whatever `namespaces` says (the
@@ -243,7 +239,7 @@ def _visible(kind: str, obj: CacheObject, config: SourceConfig) -> bool:
         return config.namespace_labels is None or config.namespace_labels.matches(obj.labels)
     if kind == "EndpointSlice" and not config.watch_endpoints:
         return False
-    if kind == "Pod" and (not config.watch_pods or obj.phase in ENDED_POD_PHASES or obj.deleting):
+    if kind == "Pod" and (not config.watch_pods or obj.ended):
         return False
     if config.namespaces and obj.namespace not in config.namespaces:
         return False
@@ -297,13 +293,13 @@ def merge(
             obj = attrs.evolve(obj, cluster_ips=ips, ip_families=families)
             if previous_allocations.get(obj.key) != ips:
                 allocations.append(Allocation(obj, entry.path, entry.line))
-        if _visible(key[0], obj, config):
+        if _selected(key[0], obj, config):
             objects[key] = obj
     for name in namespaces:
         key = ("Namespace", ("", name))
         if key not in winners:
             implied = _with_name_label(Namespace(name))
-            if _visible("Namespace", implied, config):
+            if _selected("Namespace", implied, config):
                 objects[key] = implied
     return Merged(
         objects,
