@@ -91,7 +91,7 @@ DEPARTURES: tuple[Departure, ...] = (
        "every kubernetes cache of the process counts, whichever block has `ready`; while shutting down /ready "
        "answers 503 where CoreDNS closes the listener", _OPS_READY),
     _d("prometheus/runtime", "prometheus", None,
-       "no go_* metrics (python_* and process_* instead), no coredns_panics_total", _OPS_PROMETHEUS),
+       "no go_* metrics (python_* and process_* instead)", _OPS_PROMETHEUS),
     _d("reload/in-place", "reload", None,
        "keeps unchanged sockets, caches and plugins and opens new ports first, so a reload that cannot open a "
        "port fails as a whole; coredns_reload_version_info's value is another digest; SIGUSR1 does not reload",
