@@ -117,9 +117,6 @@ class AnswerTable:
     def __len__(self) -> int:
         return len(self.entries)
 
-    def get(self, key: bytes):
-        return self.entries.get(key)
-
     def admit(self, key: bytes) -> bool:
         """Is this the second sighting of key (since sightings were last forgotten)?
 

@@ -81,7 +81,7 @@ def test_a_scan_does_not_evict_the_answers_asked_often():
     for item in hot:
         table.put(item, entry(), ())
     for n in range(10_000):
-        found = table.get(hot[n % 100])
+        found = table.entries.get(hot[n % 100])
         if found is not None:
             found.referenced = True
         else:
@@ -96,7 +96,7 @@ def test_a_cyclic_working_set_larger_than_the_table_costs_one_eviction_per_miss(
     misses = 0
     for n in range(3000):
         k = key(n % 300)
-        found = table.get(k)
+        found = table.entries.get(k)
         if found is None:
             misses += 1
             table.put(k, entry(), ())
