@@ -195,7 +195,7 @@ class _Entry:
     """A rendered answer: everything but the client's ID, RD/CD bits and question."""
 
     __slots__ = (
-        "prefixes", "tails", "turn", "size", "udp_min", "udp_max", "tcp", "expires", "block", "zone",
+        "prefixes", "tails", "turn", "udp_min", "udp_max", "tcp", "expires", "block", "zone",
         "rcode", "plugin", "meter_key", "meter", "countdown", "on_reuse", "reuses", "guard",
         # Kept by the table: CLOCK bit, clock slot, dependencies, bytes charged.
         "referenced", "slot", "tokens", "cost",
@@ -213,12 +213,11 @@ class _Entry:
         #: loadbalance rotations handed out in turn.
         self.tails = wire[qend:] if len(variants) == 1 else tuple(variant[qend:] for variant in variants)
         self.turn = 0
-        self.size = len(wire)
         #: The clients these bytes are CoreDNS's answer for: a UDP size in
         #: [udp_min, udp_max], or TCP (compress.udp_sizes_served).
         self.udp_min, self.udp_max = udp_sizes_served(rendered)
         cap = policy.max_udp_size
-        if self.size > cap:
+        if len(wire) > cap:
             # `bufsize` cuts every UDP client below these bytes: TCP only.
             self.udp_min, self.udp_max = 1, 0
         elif cap <= self.udp_max:
@@ -860,7 +859,8 @@ class DNSServer:
             proto=proto,
             client=(_client_host(host), port),
             edns=query.edns == 0,
-            max_size=65535 if proto == "tcp" else (min(max(512, query.payload), self.max_udp_size) if query.edns >= 0 else 512),
+            # Cut to the block's cap once the block is known.
+            max_size=65535 if proto == "tcp" else (max(512, query.payload) if query.edns >= 0 else 512),
             dnssec_ok=query.edns >= 0 and bool(query.ednsflags & dns.flags.DO),
         )
         if query.edns > 0:
