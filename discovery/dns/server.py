@@ -89,6 +89,11 @@ _STATE_BYTES = tuple(bytes((i,)) for i in range(8))
 _SERVFAIL = dns.rcode.SERVFAIL
 _AA = int(dns.flags.AA)
 _SERIAL_TOKEN = ("serial",)
+_SOA_TYPE = dns.rdatatype.SOA
+#: A negative answer's entry is shared by every question that keeps the answer within this size.
+_SHARED_NEGATIVE_SIZE = 512
+#: Shared negative entries held at most (`DNSServer._negative`).
+_NEGATIVE_SHAPES = 1024
 
 
 @attrs.define(eq=False)
@@ -383,14 +388,18 @@ def _labels(key: bytes, name_length: int) -> list[bytes] | None:
 
 
 def _question_end(data: bytes) -> int:
-    """Offset just past the first question, or -1 if it cannot be read plainly."""
+    """Offset just past the first question, or -1 if it cannot be read plainly.
+
+    -1 too for a name longer than 255 octets (RFC 1035 section 3.1): the full
+    path answers it FORMERR.
+    """
     i = 12
-    n = len(data)
+    n = min(len(data), 12 + 255)
     while i < n:
         length = data[i]
         if length == 0:
             end = i + 5
-            return end if end <= n else -1
+            return end if end <= len(data) else -1
         if length > 63:
             return -1
         i += length + 1
@@ -466,6 +475,9 @@ class DNSServer:
         self._streams = task.Cooperator(scheduler=lambda step: reactor.callLater(0, step))
         #: Store -> its unsubscribe: the Stores the blocks' plugins answer from.
         self._subscriptions: dict[Store, Callable[[], None]] = {}
+        #: Negative answers by shape (`_negative`): one entry each, shared by
+        #: every question of that shape.
+        self._negative_shapes: dict[tuple, _Entry] = {}
         self.set_blocks(blocks)
 
     # -- configuration ------------------------------------------------------
@@ -479,6 +491,8 @@ class DNSServer:
         # the largest cap, each entry then says what its own block's cap serves.
         self.max_udp_size = max((block.max_udp_size for block in self.blocks), default=MAX_UDP_SIZE)
         self.table.clear()
+        # Keyed by the blocks' and plugins' identities.
+        self._negative_shapes.clear()
         self._follow(self._stores())
 
     # -- following the Stores: what the table of rendered answers depends on -----------
@@ -498,6 +512,9 @@ class DNSServer:
     def _changed(self, store: Store, change: Change) -> None:
         """Drop the answers a Store change makes stale, and render what it made new."""
         self.invalidate(invalidation_tokens(store, change))
+        # A question's negative answer is kept without its dependencies:
+        # any change may have made it positive.
+        self.table.forget_negatives()
         for plugin in self.preparers(store):
             self.prepare(plugin.questions(change))
 
@@ -756,6 +773,9 @@ class DNSServer:
         """
         if data[qend - 2] != 0 or data[qend - 1] != 1:
             return None
+        negative = self.table.negatives.get(key)
+        if negative is not None:
+            return negative
         if state & 1:
             entry = self._with_opt(key, qend, state, now, keep)
             if entry is not None:
@@ -781,26 +801,68 @@ class DNSServer:
         for passing in front:
             if not passing.transparent(name, qtype, answer):
                 return None
-        sections = (answer.answer, answer.authority, answer.additional)
+        authority = answer.authority
+        if not answer.answer and not answer.additional and len(authority) == 1 and authority[0].rdtype == _SOA_TYPE:
+            soa = authority[0]
+            shape = (soa.name.labels, soa.ttl, answer.rcode, authoritative, state, qtype, id(block), id(plugin))
+            entry = self._negative(shape, key, qend, state, now, block, zone, plugin, answer, authoritative)
+            if entry is not None:
+                if not keep and self.table.admit(key):
+                    self.table.remember_negative(key, entry)
+                return entry
         if block.loadbalance and any(len(rrset) > 1 for rrset in answer.answer):
             # Rotations are made by the full path (loadbalance.rotations).
             return None
+        entry = self._render(key, qend, state, now, block, zone, plugin, answer, authoritative, 65535)
+        if entry is None:
+            return None
+        if entry.serial is not None:
+            # The SOA serial is patched when the entry is next used rather
+            # than dropping it at every change (its other tokens still drop
+            # it when it stops being true: tests/unit/test_zone_dependencies.py).
+            tokens = [token for token in tokens if token[-1] != _SERIAL_TOKEN]
+        if keep or self.table.admit(key):
+            self.table.put(key, entry, tokens)
+        return entry
+
+    def _render(self, key: bytes, qend: int, state: int, now: float, block, zone: str, plugin, answer, authoritative: bool, max_size: int) -> _Entry | None:
+        """The fast route's entry for a zone function answer; None when `wire.render_answer` does not write it."""
+        sections = (answer.answer, answer.authority, answer.additional)
         flags = _AA if authoritative else 0
-        rendered = render_answer(key[: qend - 12], flags, answer.rcode, sections, bool(state & 1), bool(state & 2), 65535)
+        rendered = render_answer(key[: qend - 12], flags, answer.rcode, sections, bool(state & 1), bool(state & 2), max_size)
         if rendered is None:
             return None
         wire, serials = rendered
         entry = _spelled_out(wire, qend, now, block, zone, answer.rcode, plugin.name)
         if serials:
-            # The SOA serial is the Store's modification time: patched when
-            # the entry is next used rather than dropping every negative
-            # answer at every change (their other tokens still drop them
-            # when they stop being true: tests/unit/test_zone_dependencies.py).
+            # The SOA serial is the Store's modification time.
             offsets = tuple(offset - qend for offset in serials)
             entry.serial = _Serial(plugin.store, offsets, struct.unpack_from("!I", wire, serials[0])[0])
-            tokens = [token for token in tokens if token[-1] != _SERIAL_TOKEN]
-        if keep or self.table.admit(key):
-            self.table.put(key, entry, tokens)
+        return entry
+
+    def _negative(self, shape: tuple, key: bytes, qend: int, state: int, now: float, block, zone: str, plugin, answer, authoritative: bool) -> _Entry | None:
+        """The entry for a negative answer (NXDOMAIN or NODATA: the zone's SOA alone), shared by its shape.
+
+        Everything after the question depends only on the shape: the SOA
+        (its owner is the zone as the client wrote it), the rcode, AA, the
+        client's EDNS state, and the question's type (for the metrics). A
+        new name costs the zone function's verdict and no rendering. Shared
+        only while the whole answer fits 512 bytes, so that every client
+        size takes it spelled out (`compress.udp_sizes_served`); a longer
+        question gets an entry of its own (None here).
+        """
+        shapes = self._negative_shapes
+        entry = shapes.get(shape)
+        if entry is not None:
+            return entry if qend + len(entry.tails) <= _SHARED_NEGATIVE_SIZE else None
+        entry = self._render(key, qend, state, now, block, zone, plugin, answer, authoritative, _SHARED_NEGATIVE_SIZE)
+        if entry is None:
+            return None
+        if len(shapes) >= _NEGATIVE_SHAPES:
+            # Zone spellings are the client's: bounded whatever clients send.
+            shapes.clear()
+        # Not keyed on the serial: it is patched per use (`_Serial`).
+        shapes[shape] = entry
         return entry
 
     def _with_opt(self, key: bytes, qend: int, state: int, now: float, keep: bool) -> _Entry | None:

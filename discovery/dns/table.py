@@ -25,6 +25,13 @@ copy (see `discovery.dns.server`). This module is the table itself:
   flood of one-off names never enters the table, while a hot set whose
   questions recur within that window is let in; prepared answers are kept
   at once.
+* **Negative answers by question** (`remember_negative`): an NXDOMAIN or
+  NODATA answer is one entry shared by every question of its shape
+  (`DNSServer._negative`), so a question's negative answer costs only its
+  key and a dict slot. They are kept without dependencies, forgotten all
+  at once at any change of the Store (`forget_negatives`), and take at
+  most a quarter of the bound (`NEGATIVE_SHARE`): when that is full, they
+  are forgotten too.
 * **Dependency index**: token -> keys of the entries that depend on it,
   so that a Store change drops exactly its dependants (`invalidate`); an
   evicted entry leaves the index with it, so the index never outgrows the
@@ -73,6 +80,11 @@ _SERIAL_COST = 150
 # Questions seen once (`admit`) per byte of the table's bound, and bits of
 # the sightings filter per question: 8 bits and two probes let about 5 % of
 # one-off questions in by mistake, which costs nothing but their room.
+# A negative answer kept by question (`remember_negative`): the key's object
+# header and its slot in the dict at its worst load, beside the key's bytes.
+_NEGATIVE_COST = 140
+#: The share of the bound negative answers by question may take.
+NEGATIVE_SHARE = 1 / 4
 _SIGHTINGS_PER_BYTE = 1 / 100
 _BITS_PER_SIGHTING = 8
 
@@ -95,6 +107,10 @@ class AnswerTable:
         self.bytes = 0
         #: Entries evicted to stay within the limit, since start.
         self.evictions = 0
+        #: Question -> the shared entry of its negative answer (`remember_negative`).
+        self.negatives: dict[bytes, object] = {}
+        self._negative_bytes = 0
+        self._negative_limit = int(limit * NEGATIVE_SHARE)
         self._by_token: dict[Hashable, set[bytes]] = {}
         # One object per distinct token, shared by every entry that names it
         # (answers come with fresh token tuples of their own).
@@ -175,6 +191,27 @@ class AnswerTable:
                 keys.add(key)
         return True
 
+    def remember_negative(self, key: bytes, entry) -> None:
+        """Keep the shared entry of key's negative answer, until `forget_negatives`."""
+        cost = _NEGATIVE_COST + len(key)
+        if self._negative_bytes + cost > self._negative_limit:
+            self.forget_negatives()
+            if cost > self._negative_limit:
+                return
+        while self.bytes + cost > self.limit and self.entries:
+            self._evict_one()
+        if self.bytes + cost > self.limit:
+            return
+        self.negatives[key] = entry
+        self._negative_bytes += cost
+        self.bytes += cost
+
+    def forget_negatives(self) -> None:
+        """Drop every negative answer kept by question (the Store changed, or their share is full)."""
+        self.negatives.clear()
+        self.bytes -= self._negative_bytes
+        self._negative_bytes = 0
+
     def invalidate(self, tokens: Iterable[Hashable]) -> list[tuple[bytes, object]]:
         """Drop every answer that depends on one of the tokens; returns (key, entry) of each."""
         dropped = []
@@ -187,6 +224,8 @@ class AnswerTable:
         return dropped
 
     def clear(self) -> None:
+        self.negatives.clear()
+        self._negative_bytes = 0
         self.entries.clear()
         self._by_token.clear()
         self._canonical.clear()

@@ -9,10 +9,11 @@ microseconds per query:
 
 * every name new: unique search-path NXDOMAIN names, never asked before
   (the fast route: zone function + wire renderer);
-* existing names, table emptied before each query: A and SRV of Services
-  (what a miss costs after eviction or a change);
-* the former mix (A, SRV, search-list NXDOMAIN, table emptied before
-  each), on the fast route and, for comparison, on the full dnspython path
+* existing names, each query in a spelling never asked before (0x20
+  case, as resolvers that randomise it send): A and SRV of Services, what a
+  miss costs after eviction or a change;
+* the former mix (A, SRV, search-list NXDOMAIN, each in a new spelling),
+  on the fast route and, for comparison, on the full dnspython path
   (`--no-fast` forces it for every row);
 * from the table (the same questions asked again);
 * a hot set of 20,000 questions (Service A and SRV) at 50 % of the traffic,
@@ -43,7 +44,8 @@ COREFILE = ".:53 {\n    kubernetes cluster.local in-addr.arpa ip6.arpa {\n      
 CLIENT = ("192.0.2.7", 5353)
 
 
-def queries(services: int, count: int) -> list[bytes]:
+def queries(services: int, count: int, spelling: int | None = None) -> list[bytes]:
+    """The mix; each name in its own 0x20 spelling when spelling (a seed) is given."""
     wires = []
     for n in range(count):
         name = f"svc-{n % services}.ns-{n % services % 100}.svc.cluster.local."
@@ -52,8 +54,23 @@ def queries(services: int, count: int) -> list[bytes]:
         elif n % 3 == 2:
             name = name + "ns-7.svc.cluster.local."
         rdtype = "SRV" if n % 3 == 1 else "A"
+        if spelling is not None:
+            name = spelled(name, spelling + n)
         wires.append(dns.message.make_query(name, rdtype, use_edns=0, id=n % 65536).to_wire())
     return wires
+
+
+def spelled(name: str, seed: int) -> str:
+    """name with its letters in upper case where seed's bits say: a spelling per seed."""
+    out = []
+    bit = 0
+    for char in name:
+        if char.isalpha():
+            out.append(char.upper() if seed >> bit & 1 else char)
+            bit += 1
+        else:
+            out.append(char)
+    return "".join(out)
 
 
 def unique_nxdomain(services: int, count: int, salt: str = "") -> list[bytes]:
@@ -66,15 +83,17 @@ def unique_nxdomain(services: int, count: int, salt: str = "") -> list[bytes]:
     ]
 
 
-def existing(services: int, count: int) -> list[bytes]:
-    """A and SRV questions for Services: distinct up to twice the Services."""
+def existing(services: int, count: int, spelling: int | None = None) -> list[bytes]:
+    """A and SRV questions for Services: distinct up to twice the Services,
+    or every one when spelling (a seed) gives each its own 0x20 spelling."""
     wires = []
     for n in range(count):
         name = f"svc-{n % services}.ns-{n % services % 100}.svc.cluster.local."
         srv = (n + n // services) % 2 == 1
-        wires.append(
-            dns.message.make_query(("_http._tcp." + name) if srv else name, "SRV" if srv else "A", id=n % 65536).to_wire()
-        )
+        name = ("_http._tcp." + name) if srv else name
+        if spelling is not None:
+            name = spelled(name, spelling + n)
+        wires.append(dns.message.make_query(name, "SRV" if srv else "A", id=n % 65536).to_wire())
     return wires
 
 
@@ -90,7 +109,7 @@ def timed(protocol: _UDPProtocol, wires: list[bytes], before_each=None, clock=ti
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m tests.bench.bench_server", description=__doc__.split("\n\n")[0])
     parser.add_argument("--services", type=int, default=10_000)
-    parser.add_argument("--queries", type=int, default=20_000)
+    parser.add_argument("--queries", type=int, default=20_000, help="at most 100,000 (distinct spellings)")
     parser.add_argument("--no-fast", action="store_true", help="every miss on the full dnspython path")
     args = parser.parse_args(argv)
     store = build_store(args.services)
@@ -111,19 +130,23 @@ def main(argv: list[str] | None = None) -> None:
     rows.append(("every name new (unique NXDOMAIN)", statistics.median([
         timed(protocol, unique_nxdomain(args.services, args.queries, f"r{r}-")) for r in range(3)
     ])))
-    rows.append(("existing names, table emptied", statistics.median([
-        timed(protocol, existing(args.services, args.queries), server.table.clear) for _ in range(3)
+    # Seeds a round apart: no spelling is asked twice (a name of the
+    # cluster has at least 20 letters: 2**20 spellings).
+    n = args.queries
+    rows.append(("existing names, every spelling new", statistics.median([
+        timed(protocol, existing(args.services, n, r * n)) for r in range(3)
     ])))
-    wires = queries(args.services, args.queries)
     # A mix of A, SRV and search-list NXDOMAIN questions, one third each.
-    mix = statistics.median([timed(protocol, wires, server.table.clear) for _ in range(3)])
-    rows.append(("mix (A, SRV, NXDOMAIN), table emptied", mix))
+    rows.append(("mix (A, SRV, NXDOMAIN), every spelling new", statistics.median([
+        timed(protocol, queries(args.services, n, (r + 3) * n)) for r in range(3)
+    ])))
     if not args.no_fast:
         server.fast_miss = lambda *a: None
         rows.append(("  the same on the full dnspython path", statistics.median([
-            timed(protocol, wires, server.table.clear) for _ in range(3)
+            timed(protocol, queries(args.services, n, (r + 6) * n)) for r in range(3)
         ])))
         del server.fast_miss
+    wires = queries(args.services, args.queries)
     timed(protocol, wires)
     hit = statistics.median([timed(protocol, wires) for _ in range(3)])
     rows.append(("from the table of rendered answers", hit))

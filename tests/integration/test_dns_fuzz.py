@@ -220,6 +220,19 @@ def test_every_tcp_message_gets_a_sane_reply_or_none(server, packet):
     check_both_paths(server, "tcp", packet)
 
 
+def test_a_question_name_longer_than_255_octets_gets_formerr(server):
+    """RFC 1035 section 3.1: names are at most 255 octets. The hit path passes
+    such a question to the full path, which answers FORMERR."""
+    labels = [b"a" * 63] * 4 + [b"svc", b"cluster", b"local"]
+    name = b"".join(bytes((len(label),)) + label for label in labels) + b"\x00"
+    assert len(name) > 255
+    packet = struct.pack("!HHHHHH", 4242, 0x0100, 1, 0, 0, 0) + name + b"\x00\x01\x00\x01"
+    assert server.fast_answer(packet, True, reactor.seconds()) is None
+    (reply,) = full_path(server, packet, "udp")
+    assert reply[:2] == packet[:2]
+    assert reply[3] & 0x0F == dns.rcode.FORMERR
+
+
 def frames_in(data: bytes) -> list[bytes]:
     frames = []
     while data:

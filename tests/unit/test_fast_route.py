@@ -42,19 +42,19 @@ OPTION_SETS = [
 class _Servers:
     """Two servers over one Store: one with the fast route, one forced onto the full path."""
 
-    def __init__(self, store: Store, lines=(), local_ips=(), loadbalance=False):
+    def __init__(self, store: Store, lines=(), local_ips=(), loadbalance=False, zones=ZONES):
         body = "\n".join(f"        {line}" for line in lines)
-        corefile = f"{' '.join(ZONES)} {{\n    kubernetes {{\n{body}\n    }}\n}}\n"
+        corefile = f"{' '.join(zones)} {{\n    kubernetes {{\n{body}\n    }}\n}}\n"
         config = load_text(corefile).servers[0].plugin("kubernetes")
         self.clock = task.Clock()
         self.clock.advance(1_000_000)
-        self.fast, self.fast_sent = self._server(config, store, local_ips, loadbalance)
-        self.full, self.full_sent = self._server(config, store, local_ips, loadbalance)
+        self.fast, self.fast_sent = self._server(config, store, local_ips, loadbalance, zones)
+        self.full, self.full_sent = self._server(config, store, local_ips, loadbalance, zones)
         self.full.server.fast_miss = lambda *args: None
 
-    def _server(self, config, store, local_ips, loadbalance):
+    def _server(self, config, store, local_ips, loadbalance, zones):
         plugin = KubernetesPlugin(config, store, True, self.clock, local_ips=local_ips)
-        block = BlockRuntime(zones=ZONES, server="dns://:53", plugins=[plugin], loadbalance=loadbalance)
+        block = BlockRuntime(zones=zones, server="dns://:53", plugins=[plugin], loadbalance=loadbalance)
         protocol = _UDPProtocol(DNSServer(self.clock, [block], port=0))
         sent: list[bytes] = []
         protocol.sendto = lambda wire, addr: sent.append(wire)
@@ -112,7 +112,9 @@ def test_the_usual_answers_take_the_fast_route():
         # Kept from the second sighting on (AnswerTable.admit).
         servers.both(dns.message.make_query(qname, qtype).to_wire())
         servers.both(dns.message.make_query(qname, qtype).to_wire())
-    entries = servers.fast.server.table.entries.values()
+    table = servers.fast.server.table
+    # Negative answers (NXDOMAIN, NODATA) are kept by question, as shared entries.
+    entries = [*table.entries.values(), *table.negatives.values()]
     assert sum(entry.prepared for entry in entries) == len(questions)
 
 
@@ -168,19 +170,57 @@ def test_an_edns_answer_made_from_the_plain_one_is_the_full_paths():
         assert fast == full
 
 
-def test_a_negative_answer_outlives_an_unrelated_change_with_its_serial_moved():
-    """An NXDOMAIN kept across a change to another Service carries the new serial, as the full path does."""
+def test_a_negative_answer_carries_the_serial_of_the_latest_change():
+    """An NXDOMAIN asked again after a change to another Service has the new serial, as the full path does."""
     now = [1_700_000_000]
     store = cluster(clock=lambda: now[0])
     servers = _Servers(store)
     query = dns.message.make_query("nothing.testns.svc.cluster.local.", "A").to_wire()
     servers.both(query)
     servers.both(query)
-    table = servers.fast.server.table
-    kept = list(table.entries.values())
     now[0] += 7
     store.put(Service("other", "unrelated", cluster_ips=("10.9.9.9",)))
     fast, full = servers.both(query)
     assert fast == full
-    assert list(table.entries.values()) == kept
     assert dns.message.from_wire(fast).authority[0][0].serial == 1_700_000_007
+
+
+def test_a_name_kept_as_nxdomain_answers_once_its_service_appears():
+    """Negative answers are kept without dependencies: any Store change forgets them."""
+    store = cluster()
+    servers = _Servers(store)
+    query = dns.message.make_query("late.testns.svc.cluster.local.", "A").to_wire()
+    servers.both(query)
+    servers.both(query)
+    assert servers.fast.server.table.negatives
+    store.put(Service("testns", "late", cluster_ips=("10.0.0.99",)))
+    fast, full = servers.both(query)
+    assert fast == full
+    assert dns.message.from_wire(fast).answer[0][0].address == "10.0.0.99"
+
+
+def test_negative_answers_of_one_shape_share_one_entry():
+    """Two new names in the same zone spelling get one entry: a new name costs no rendering."""
+    servers = _Servers(cluster())
+    table = servers.fast.server.table
+    for name in ("one", "two", "one", "two"):
+        fast, full = servers.both(dns.message.make_query(f"{name}.testns.svc.cluster.local.", "A").to_wire())
+        assert fast == full
+    first, second = table.negatives.values()
+    assert first is second
+
+
+def test_a_negative_answer_past_512_bytes_is_not_shared():
+    """A shared entry serves every client size only while the answer fits 512 bytes.
+
+    Under a long zone (spelled out three times in the SOA), a long name's
+    NXDOMAIN does not fit: a client without EDNS gets it compressed, as
+    from the full path, even after a short name made the shared entry.
+    """
+    zone = "a" * 45 + "." + "b" * 45 + ".example."
+    servers = _Servers(Store(clock=lambda: 1_700_000_000), zones=(zone,))
+    long_name = "c" * 60 + "." + "d" * 60 + ".ns.svc." + zone
+    for name, edns in (("short.ns.svc." + zone, -1), (long_name, -1), (long_name, 0), (long_name, -1)):
+        fast, full = servers.both(dns.message.make_query(name, "A", use_edns=edns).to_wire())
+        assert fast == full
+    assert len(fast) <= 512

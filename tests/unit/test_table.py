@@ -14,7 +14,7 @@ from discovery.dns.kubernetes import KubernetesPlugin
 from discovery.dns.compress import Rendered
 from discovery.dns.request import FastPathPolicy
 from discovery.dns.server import BlockRuntime, DNSServer, _Entry, _question_end, _UDPProtocol
-from discovery.dns.table import AnswerTable
+from discovery.dns.table import NEGATIVE_SHARE, AnswerTable
 
 from .zone_fixture import ZONES, cluster
 
@@ -130,15 +130,21 @@ def test_a_flood_of_names_asked_once_barely_enters_the_table():
     server, protocol = _unique_name_server(128 << 10)
     for n in range(5_000):
         protocol.datagramReceived(dns.message.make_query(f"n{n}.example.testns.svc.cluster.local.", "A").to_wire(), ("192.0.2.1", 53))
-    assert len(server.table) <= 5_000 * 0.05
+    assert len(server.table) + len(server.table.negatives) <= 5_000 * 0.05
     assert server.table._sightings <= server.table._sightings_limit
 
 
-def test_names_asked_twice_fill_the_table_only_to_its_limit():
-    """Repeated names are kept from their second sighting, and the table stays within its bytes."""
+def _spelled(name: str, seed: int) -> str:
+    """name with its letters upper-cased where seed's bits say: a distinct question per seed."""
+    letters = iter(range(len(name)))
+    return "".join(c.upper() if c.isalpha() and seed >> next(letters) & 1 else c for c in name)
+
+
+def test_answers_asked_twice_fill_the_table_only_to_its_limit():
+    """Repeated questions are kept from their second sighting, and the table stays within its bytes."""
     server, protocol = _unique_name_server(128 << 10)
     for n in range(3_000):
-        query = dns.message.make_query(f"n{n}.example.testns.svc.cluster.local.", "A").to_wire()
+        query = dns.message.make_query(_spelled("svc1.testns.svc.cluster.local.", n), "A").to_wire()
         protocol.datagramReceived(query, ("192.0.2.1", 53))
         protocol.datagramReceived(query, ("192.0.2.1", 53))
     assert server.table.bytes <= 128 << 10
@@ -146,8 +152,20 @@ def test_names_asked_twice_fill_the_table_only_to_its_limit():
     assert server.table.evictions > 0
 
 
+def test_negative_answers_asked_twice_take_at_most_their_share_of_the_table():
+    """NXDOMAIN answers kept by question stay within NEGATIVE_SHARE of the bound, the whole within the bound."""
+    server, protocol = _unique_name_server(128 << 10)
+    for n in range(3_000):
+        query = dns.message.make_query(f"n{n}.example.testns.svc.cluster.local.", "A").to_wire()
+        protocol.datagramReceived(query, ("192.0.2.1", 53))
+        protocol.datagramReceived(query, ("192.0.2.1", 53))
+    assert server.table.negatives
+    assert server.table._negative_bytes <= (128 << 10) * NEGATIVE_SHARE
+    assert server.table.bytes <= 128 << 10
+
+
 def test_the_charge_covers_negative_answers_from_the_fast_route():
-    """NXDOMAIN entries (with their serial patchers) rendered by the server cost no more than charged."""
+    """NXDOMAIN answers kept by question (shared entries) cost no more than charged."""
     server, protocol = _unique_name_server(64 << 20)
     queries = [dns.message.make_query(f"n{n}.example.testns.svc.cluster.local.", "A").to_wire() for n in range(3000)]
     for query in queries:
