@@ -57,7 +57,7 @@ from ..cache.store import Change, Store
 from ..ops.connections import ConnectionGuard
 from ..ops.metrics import DNSMetrics
 from ..zones import longest_match
-from .compress import Rendered, render, udp_sizes_served
+from .compress import FRAGMENT_LIMIT_IPV6, Rendered, render, udp_sizes_served
 from .edns import COOKIE_ALONE, has_malformed_options, options_end
 from .loadbalance import rotations
 from .request import FastPathPolicy, PluginError, Request, Stream
@@ -86,6 +86,7 @@ PREPARE_SLICE = 0.005
 UDP_RECEIVE_BUFFER = 4 << 20
 _OPT = 41
 _STATE_BYTES = tuple(bytes((i,)) for i in range(8))
+_OPT_SIZE = len(_OPT_RECORDS[0])
 _SERVFAIL = dns.rcode.SERVFAIL
 _AA = int(dns.flags.AA)
 _SERIAL_TOKEN = ("serial",)
@@ -153,6 +154,8 @@ class BlockRuntime:
 #: Header prefixes (flags and counts, with the client's RD and CD bits) are
 #: shared by every entry with the same flags and counts: there are few.
 _PREFIXES: dict[tuple[int, bytes], tuple[bytes, ...]] = {}
+#: The same headers with one more additional record (the OPT), by prefixes (`DNSServer._with_opt`).
+_OPT_PREFIXES: dict[tuple[bytes, ...], tuple[bytes, ...]] = {}
 
 
 def _prefixes(wire: bytes, rd: int | None = None) -> tuple[bytes, ...]:
@@ -729,9 +732,25 @@ class DNSServer:
         else:
             return None
         entries = self.table.entries
+        if state:
+            # A client with EDNS gets the fast route's rendering for a client
+            # without, plus the OPT record: `wire.render_answer` writes OPT
+            # last and changes nothing else, so these are the same bytes,
+            # and the table holds one entry for both.
+            plain_key = data[12:qend] + _STATE_BYTES[(data[3] & 0x10) >> 2]
+            plain = entries.get(plain_key)
+            if plain is not None and type(plain) is not _Vary and plain.prepared and plain.expires > now and type(plain.tails) is bytes:
+                plain.referenced = True
+                return self._with_opt(data, qend, plain, limit if max_size_udp else 0, dnssec_ok, now, client)
         key = _table_key(data, qend, state)
         entry = entries.get(key)
         if entry is None or (type(entry) is not _Vary and entry.expires <= now):
+            if state and plain is None:
+                plain = self.fast_miss(data, qend, 0, plain_key, now)
+                if plain is None:
+                    return None
+                if plain.prepared and type(plain.tails) is bytes:
+                    return self._with_opt(data, qend, plain, limit if max_size_udp else 0, dnssec_ok, now, client)
             entry = self.fast_miss(data, qend, state, key, now)
             if entry is None:
                 return None
@@ -776,10 +795,6 @@ class DNSServer:
         negative = self.table.negatives.get(key)
         if negative is not None:
             return negative
-        if state & 1:
-            entry = self._with_opt(key, qend, state, now, keep)
-            if entry is not None:
-                return entry
         labels = _labels(key, qend - 17)
         if labels is None:
             return None
@@ -865,24 +880,32 @@ class DNSServer:
         shapes[shape] = entry
         return entry
 
-    def _with_opt(self, key: bytes, qend: int, state: int, now: float, keep: bool) -> _Entry | None:
-        """The answer for a client with EDNS, from the one rendered for a client without.
+    def _with_opt(self, data: bytes, qend: int, plain: _Entry, limit: int, dnssec_ok: bool, now: float, client: str):
+        """The answer for a client with EDNS from the fast route's rendering for one without (`fast_answer`).
 
-        `wire.render_answer` writes the OPT record last and changes nothing
-        else, so the plain rendering plus OPT (ARCOUNT + 1) is the same bytes.
+        limit: the client's UDP size, 0 over TCP. Spelled out, as CoreDNS
+        sends it, only up to the limits below which every client size takes
+        it so; past them, None (the full path).
         """
-        plain = self.table.entries.get(key[:-1] + _STATE_BYTES[key[-1] & 4])
-        if plain is None or not plain.prepared or plain.expires <= now or type(plain.tails) is not bytes:
+        size = qend + len(plain.tails) + _OPT_SIZE
+        if limit and (size > limit or size > FRAGMENT_LIMIT_IPV6 or size > plain.block.max_udp_size):
             return None
-        head = plain.prefixes[0]
-        arcount = (head[8] << 8 | head[9]) + 1
-        wire = b"\x00\x00" + head[:8] + arcount.to_bytes(2, "big") + key[: qend - 12] + plain.tails + _OPT_RECORDS[state >> 1 & 1]
-        entry = _spelled_out(wire, qend, now, plain.block, plain.zone, plain.rcode, plain.plugin)
-        if plain.serial is not None:
-            entry.serial = _Serial(plain.serial.store, plain.serial.offsets, plain.serial.rendered)
-        if keep or self.table.admit(key):
-            self.table.put(key, entry, plain.tokens)
-        return entry
+        if plain.guard is not None and not plain.guard(data, qend, client):
+            return None
+        prefixes = _OPT_PREFIXES.get(plain.prefixes)
+        if prefixes is None:
+            # ARCOUNT + 1 in each of the four header variants.
+            prefixes = _OPT_PREFIXES[plain.prefixes] = tuple(
+                head[:8] + ((head[8] << 8 | head[9]) + 1).to_bytes(2, "big") for head in plain.prefixes
+            )
+        wire = (
+            data[:2]
+            + prefixes[(data[2] & 1) | (data[3] >> 3 & 2)]
+            + data[12:qend]
+            + plain.tail(now)
+            + _OPT_RECORDS[dnssec_ok]
+        )
+        return wire, plain, qend, dnssec_ok
 
     # -- the full path ------------------------------------------------------------
 
