@@ -127,7 +127,7 @@ class KubernetesPlugin:
             if not synced:
                 answer = attrs.evolve(answer, rcode=dns.rcode.SERVFAIL)
         if synced:
-            request.fastpath.depend(*self._tokens(answer.dependencies))
+            request.fastpath.depend(*self.tokens(answer.dependencies))
         else:
             request.fastpath.forbid()
         if answer.chase is not None and request.lookup is not None:
@@ -138,7 +138,8 @@ class KubernetesPlugin:
         """What `serve` answers, when that is the zone function's answer as is; else None.
 
         For the server's fast route (`DNSServer.fast_miss`): returns
-        (answer, authoritative, dependency tokens). None whenever `serve`
+        (answer, authoritative); `tokens` gives the table's dependency
+        tokens of the answers it keeps. None whenever `serve`
         would do more than answer from the zone function: not synced yet,
         an NXDOMAIN that falls through, an ExternalName target to chase,
         a name outside our zones.
@@ -151,7 +152,7 @@ class KubernetesPlugin:
             return None
         if answer.rcode == dns.rcode.NXDOMAIN and self._config.fallthrough.through(name):
             return None
-        return answer, _authoritative(answer), self._tokens(answer.dependencies)
+        return answer, _authoritative(answer)
 
     def auto_path(self, request: Request, host_search=()) -> tuple[str, ...] | None:
         """autopath.go AutoPath: the search path of the Pod that asks, or None (no autopath).
@@ -195,7 +196,8 @@ class KubernetesPlugin:
             return [next(records)]
         return records
 
-    def _tokens(self, dependencies: Iterable[Hashable]) -> list[tuple]:
+    def tokens(self, dependencies: Iterable[Hashable]) -> list[tuple]:
+        """The table's dependency tokens for an answer's dependencies (`discovery.dns.table`)."""
         key = self._key
         return [(key, token) for token in dependencies]
 

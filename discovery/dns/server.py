@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import errno
 import logging
+import math
 import socket
 import struct
 from typing import Callable, Hashable, Iterable
@@ -95,6 +96,8 @@ _SOA_TYPE = dns.rdatatype.SOA
 _SHARED_NEGATIVE_SIZE = 512
 #: Shared negative entries held at most (`DNSServer._negative`).
 _NEGATIVE_SHAPES = 1024
+#: Shared entry kinds held at most (`DNSServer._kind`).
+_KINDS = 4096
 
 
 @attrs.define(eq=False)
@@ -199,22 +202,40 @@ def _ttl_offsets(wire: bytes, qend: int) -> tuple[int, ...]:
     return tuple(offsets)
 
 
+class _Kind:
+    """What answers rendered alike share: their block, zone, rcode and plugin, and the
+    Meter of the last (proto, family, DO) seen (almost always the same).
+
+    One per (block, zone, rcode, plugin, question type) (`DNSServer._kind`):
+    the metrics label an answer by the question's type.
+    """
+
+    __slots__ = ("block", "zone", "rcode", "plugin", "meter_key", "meter")
+
+    def __init__(self, block, zone: str, rcode: int, plugin: str):
+        self.block = block
+        self.zone = zone
+        self.rcode = rcode
+        self.plugin = plugin
+        self.meter_key = None
+        self.meter = None
+
+
 class _Entry:
-    """A rendered answer: everything but the client's ID, RD/CD bits and question."""
+    """A rendered answer from the full path: everything but the client's ID, RD/CD bits and question."""
 
     __slots__ = (
-        "prefixes", "tails", "turn", "udp_min", "udp_max", "tcp", "expires", "block", "zone",
-        "rcode", "plugin", "meter_key", "meter", "countdown", "on_reuse", "reuses", "guard",
+        "prefixes", "tails", "turn", "udp_min", "udp_max", "tcp", "expires", "kind",
+        "countdown", "on_reuse", "reuses", "guard",
         # Kept by the table: CLOCK bit, clock slot, dependencies, bytes charged.
         "referenced", "slot", "tokens", "cost",
-        # Rendered by the fast route (`DNSServer.fast_miss`): re-rendered at
-        # once when a Store change drops it.
-        "prepared",
         # The SOA serials it carries, patched when the Store moves (`_Serial`).
         "serial",
     )
+    #: Rendered by the fast route (`_FastEntry`): re-rendered at once when a Store change drops it.
+    prepared = False
 
-    def __init__(self, rendered, variants: list[bytes], qend: int, policy: FastPathPolicy, now: float, block, zone, rcode, plugin):
+    def __init__(self, rendered, variants: list[bytes], qend: int, policy: FastPathPolicy, now: float, kind: _Kind):
         wire = rendered.wire
         self.prefixes = _prefixes(wire, policy.rd)
         #: What follows the question: one bytes object, or a tuple of the
@@ -223,30 +244,16 @@ class _Entry:
         self.turn = 0
         #: The clients these bytes are CoreDNS's answer for: a UDP size in
         #: [udp_min, udp_max], or TCP (compress.udp_sizes_served).
-        self.udp_min, self.udp_max = udp_sizes_served(rendered)
-        cap = policy.max_udp_size
-        if len(wire) > cap:
-            # `bufsize` cuts every UDP client below these bytes: TCP only.
-            self.udp_min, self.udp_max = 1, 0
-        elif cap <= self.udp_max:
-            # Any larger size a client offers is cut to the cap, served here.
-            self.udp_max = 65535
+        self.udp_min, self.udp_max = _udp_sizes(rendered, policy.max_udp_size)
         self.tcp = rendered.plain_size == len(wire)
         #: None, or (query, qend, client host) -> may this answer be reused for it.
         self.guard = _all_of(policy.guards)
         self.expires = policy.expires
-        self.block = block
-        self.zone = zone
-        self.rcode = rcode
-        self.plugin = plugin
-        #: The Meter of the last (proto, family, DO) seen: almost always the same.
-        self.meter_key = None
-        self.meter = None
+        self.kind = kind
         self.on_reuse = policy.on_reuse
         #: Reuses not yet reported to on_reuse (see DNSServer.report_reuses).
         self.reuses = 0
         self.countdown = None
-        self.prepared = False
         self.serial = None
         if policy.countdown_from is not None:
             origin = policy.countdown_from
@@ -262,6 +269,49 @@ class _Entry:
             return tails
         self.turn = turn = (self.turn + 1) % len(tails)
         return tails[turn]
+
+
+def _udp_sizes(rendered: Rendered, cap: int) -> tuple[int, int]:
+    """The UDP client sizes a rendering serves, under the block's cap (`bufsize`)."""
+    least, most = udp_sizes_served(rendered)
+    if len(rendered.wire) > cap:
+        # `bufsize` cuts every UDP client below these bytes: TCP only.
+        return 1, 0
+    if cap <= most:
+        # Any larger size a client offers is cut to the cap, served here.
+        return least, 65535
+    return least, most
+
+
+class _FastEntry:
+    """A fast-route rendering (`DNSServer.fast_miss`): spelled out, one bytes object,
+    for every client, until a Store change drops it (then rendered again at once).
+
+    The same interface as `_Entry`; what is the same for every such answer
+    is kept once, on the class, and what answers rendered alike share, in
+    their `_Kind`: the table holds more answers in its bytes.
+    """
+
+    __slots__ = ("prefixes", "tails", "udp_min", "udp_max", "kind", "referenced", "slot", "tokens", "cost", "serial")
+    turn = 0
+    tcp = True
+    expires = math.inf
+    guard = None
+    countdown = None
+    on_reuse = ()
+    prepared = True
+
+    def __init__(self, wire: bytes, qend: int, kind: _Kind):
+        self.prefixes = _prefixes(wire)
+        self.tails = wire[qend:]
+        self.udp_min, self.udp_max = _udp_sizes(Rendered(wire, False, len(wire)), kind.block.max_udp_size)
+        self.kind = kind
+        self.serial = None
+
+    def tail(self, now: float) -> bytes:
+        if self.serial is not None:
+            self.serial.refresh(self)
+        return self.tails
 
 
 def _all_of(guards: tuple) -> Callable[[bytes, int, str], bool] | None:
@@ -343,15 +393,6 @@ class _Serial:
         self.rendered = serial
 
 
-def _spelled_out(wire: bytes, qend: int, now: float, block: BlockRuntime, zone: str, rcode: int, plugin: str) -> _Entry:
-    """An entry for a fast-route rendering: every name spelled out, as CoreDNS sends what fits."""
-    policy = FastPathPolicy()
-    policy.limit_udp(block.max_udp_size)
-    entry = _Entry(Rendered(wire, False, len(wire)), [wire], qend, policy, now, block, zone, rcode, plugin)
-    entry.prepared = True
-    return entry
-
-
 class _Deadline:
     """A Cooperator's termination predicate on the reactor's clock."""
 
@@ -371,23 +412,43 @@ def _table_key(data: bytes, qend: int, edns_state: int) -> bytes:
     return data[12:qend] + _STATE_BYTES[edns_state | (data[3] & 0x10) >> 2]
 
 
-#: Bytes a label may hold for the fast route: what needs no escaping in
-#: presentation format (the zones and longest_match compare such text).
-_PLAIN_LABEL_BYTES = b"abcdefghijklmnopqrstuvwxyz0123456789-_*"
+#: Bytes a name may hold for the fast route: what needs no escaping in
+#: presentation format (the zones and longest_match compare such text), and
+#: the dots between labels.
+_PLAIN_NAME_BYTES = b"abcdefghijklmnopqrstuvwxyz0123456789-_*."
 
 
-def _labels(key: bytes, name_length: int) -> list[bytes] | None:
-    """The labels at the front of a table key, as written; None if one needs escaping."""
+def _labels(key: bytes, name_length: int) -> tuple[list[bytes], str] | None:
+    """The labels at the front of a table key, as written, and the name as
+    lower-case text; None if a label needs escaping."""
     labels = []
     i = 0
     while i < name_length:
         length = key[i]
-        label = key[i + 1 : i + 1 + length]
-        if label.lower().translate(None, _PLAIN_LABEL_BYTES):
-            return None
-        labels.append(label)
+        labels.append(key[i + 1 : i + 1 + length])
         i += 1 + length
-    return labels
+    if not labels:
+        return labels, "."
+    text = b".".join(labels).lower()
+    # One pass over the whole name; a dot inside a label shows in the count.
+    if text.translate(None, _PLAIN_NAME_BYTES) or text.count(b".") != len(labels) - 1:
+        return None
+    return labels, text.decode() + "."
+
+
+def _checked_name(labels: list[bytes]) -> dns.name.Name:
+    """The dnspython Name of labels that `_question_end` and `_labels` have checked.
+
+    Without dnspython's own validation and immutability guard: a tenth of
+    what a new name costs on the fast route (tests/bench/bench_server.py).
+    """
+    name = _new_object(dns.name.Name)
+    _set_attribute(name, "labels", tuple(labels))
+    return name
+
+
+_new_object = object.__new__
+_set_attribute = object.__setattr__
 
 
 def _question_end(data: bytes) -> int:
@@ -480,7 +541,9 @@ class DNSServer:
         self._subscriptions: dict[Store, Callable[[], None]] = {}
         #: Negative answers by shape (`_negative`): one entry each, shared by
         #: every question of that shape.
-        self._negative_shapes: dict[tuple, _Entry] = {}
+        self._negative_shapes: dict[tuple, _FastEntry] = {}
+        #: Shared by the entries they describe (`_kind`).
+        self._kinds: dict[tuple, _Kind] = {}
         self.set_blocks(blocks)
 
     # -- configuration ------------------------------------------------------
@@ -496,6 +559,7 @@ class DNSServer:
         self.table.clear()
         # Keyed by the blocks' and plugins' identities.
         self._negative_shapes.clear()
+        self._kinds.clear()
         self._follow(self._stores())
 
     # -- following the Stores: what the table of rendered answers depends on -----------
@@ -778,27 +842,29 @@ class DNSServer:
 
     # -- the fast route for misses ------------------------------------------------
 
-    def fast_miss(self, data: bytes, qend: int, state: int, key: bytes, now: float, keep: bool = False) -> _Entry | None:
+    def fast_miss(self, data: bytes, qend: int, state: int, key: bytes, now: float, keep: bool = False) -> _FastEntry | None:
         """Render a missing answer straight to wire format and keep it; None for the full path.
 
         Taken when the question's server block lets a plugin answer without
         the chain in front of it (`BlockRuntime.fast_plugin`): the
         kubernetes plugin's `fast_answer` gives the pure zone function's
         answer, and `wire.render_answer` writes the bytes the full path
-        would send. Costs about a tenth of the full path
-        (tests/bench/bench_server.py). The answer is kept in the table when
-        keep is set (prepared answers) or on its question's second sighting
-        (`AnswerTable.admit`).
+        would send. Costs about a fifth of the full path for a name that
+        exists, a twentieth for one that does not (tests/bench/bench_server.py).
+        A positive answer is kept in the table when keep is set (prepared
+        answers), while the table has room, or on its question's second
+        sighting (`AnswerTable.admit`); a negative one is an entry shared by
+        its shape (`_negative`), kept by question from the second sighting.
         """
         if data[qend - 2] != 0 or data[qend - 1] != 1:
             return None
         negative = self.table.negatives.get(key)
         if negative is not None:
             return negative
-        labels = _labels(key, qend - 17)
-        if labels is None:
+        found = _labels(key, qend - 17)
+        if found is None:
             return None
-        name = b".".join(labels).decode().lower() + "." if labels else "."
+        labels, name = found
         zone = longest_match(self._zones, name)
         if zone is None:
             return None
@@ -809,10 +875,10 @@ class DNSServer:
             return None
         plugin, front = chosen
         labels.append(b"")
-        found = plugin.fast_answer(dns.name.Name(labels), name, qtype)
+        found = plugin.fast_answer(_checked_name(labels), name, qtype)
         if found is None:
             return None
-        answer, authoritative, tokens = found
+        answer, authoritative = found
         for passing in front:
             if not passing.transparent(name, qtype, answer):
                 return None
@@ -831,16 +897,17 @@ class DNSServer:
         entry = self._render(key, qend, state, now, block, zone, plugin, answer, authoritative, 65535)
         if entry is None:
             return None
-        if entry.serial is not None:
-            # The SOA serial is patched when the entry is next used rather
-            # than dropping it at every change (its other tokens still drop
-            # it when it stops being true: tests/unit/test_zone_dependencies.py).
-            tokens = [token for token in tokens if token[-1] != _SERIAL_TOKEN]
-        if keep or self.table.admit(key):
+        if keep or self.table.has_room() or self.table.admit(key):
+            tokens = plugin.tokens(answer.dependencies)
+            if entry.serial is not None:
+                # The SOA serial is patched when the entry is next used rather
+                # than dropping it at every change (its other tokens still drop
+                # it when it stops being true: tests/unit/test_zone_dependencies.py).
+                tokens = [token for token in tokens if token[-1] != _SERIAL_TOKEN]
             self.table.put(key, entry, tokens)
         return entry
 
-    def _render(self, key: bytes, qend: int, state: int, now: float, block, zone: str, plugin, answer, authoritative: bool, max_size: int) -> _Entry | None:
+    def _render(self, key: bytes, qend: int, state: int, now: float, block, zone: str, plugin, answer, authoritative: bool, max_size: int) -> _FastEntry | None:
         """The fast route's entry for a zone function answer; None when `wire.render_answer` does not write it."""
         sections = (answer.answer, answer.authority, answer.additional)
         flags = _AA if authoritative else 0
@@ -848,14 +915,14 @@ class DNSServer:
         if rendered is None:
             return None
         wire, serials = rendered
-        entry = _spelled_out(wire, qend, now, block, zone, answer.rcode, plugin.name)
+        entry = _FastEntry(wire, qend, self._kind(block, zone, answer.rcode, plugin.name, key[qend - 16] << 8 | key[qend - 15]))
         if serials:
             # The SOA serial is the Store's modification time.
             offsets = tuple(offset - qend for offset in serials)
             entry.serial = _Serial(plugin.store, offsets, struct.unpack_from("!I", wire, serials[0])[0])
         return entry
 
-    def _negative(self, shape: tuple, key: bytes, qend: int, state: int, now: float, block, zone: str, plugin, answer, authoritative: bool) -> _Entry | None:
+    def _negative(self, shape: tuple, key: bytes, qend: int, state: int, now: float, block, zone: str, plugin, answer, authoritative: bool) -> _FastEntry | None:
         """The entry for a negative answer (NXDOMAIN or NODATA: the zone's SOA alone), shared by its shape.
 
         Everything after the question depends only on the shape: the SOA
@@ -880,7 +947,7 @@ class DNSServer:
         shapes[shape] = entry
         return entry
 
-    def _with_opt(self, data: bytes, qend: int, plain: _Entry, limit: int, dnssec_ok: bool, now: float, client: str):
+    def _with_opt(self, data: bytes, qend: int, plain: _FastEntry, limit: int, dnssec_ok: bool, now: float, client: str):
         """The answer for a client with EDNS from the fast route's rendering for one without (`fast_answer`).
 
         limit: the client's UDP size, 0 over TCP. Spelled out, as CoreDNS
@@ -888,7 +955,7 @@ class DNSServer:
         it so; past them, None (the full path).
         """
         size = qend + len(plain.tails) + _OPT_SIZE
-        if limit and (size > limit or size > FRAGMENT_LIMIT_IPV6 or size > plain.block.max_udp_size):
+        if limit and (size > limit or size > FRAGMENT_LIMIT_IPV6 or size > plain.kind.block.max_udp_size):
             return None
         if plain.guard is not None and not plain.guard(data, qend, client):
             return None
@@ -906,6 +973,18 @@ class DNSServer:
             + _OPT_RECORDS[dnssec_ok]
         )
         return wire, plain, qend, dnssec_ok
+
+    def _kind(self, block: BlockRuntime, zone: str, rcode: int, plugin: str, qtype: int) -> _Kind:
+        """The shared `_Kind` of answers rendered alike."""
+        key = (id(block), zone, rcode, plugin, qtype)
+        kind = self._kinds.get(key)
+        if kind is None:
+            if len(self._kinds) >= _KINDS:
+                # Question types are the client's: bounded whatever clients
+                # send (entries keep their own; only the sharing is lost).
+                self._kinds.clear()
+            kind = self._kinds[key] = _Kind(block, zone, rcode, plugin)
+        return kind
 
     # -- the full path ------------------------------------------------------------
 
@@ -1100,7 +1179,8 @@ class DNSServer:
         if any(len(r) != len(wire) for r in variants_wire):
             variants_wire = [wire]
         key = _table_key(data, qend, (1 if request.edns else 0) | (2 if request.dnssec_ok else 0))
-        entry = _Entry(rendered, variants_wire, qend, policy, self.reactor.seconds(), block, request.zone, rcode, request.plugin)
+        kind = self._kind(block, request.zone, rcode, request.plugin, request.qtype)
+        entry = _Entry(rendered, variants_wire, qend, policy, self.reactor.seconds(), kind)
         if policy.vary is not None:
             # By construction, a client of another class looks under another key.
             self.table.put(key, _Vary(policy.vary), policy.dependencies)
@@ -1115,22 +1195,23 @@ class DNSServer:
             entry.reuses += 1
             if entry.reuses == 1:
                 self._unreported.append(entry)
-        block = entry.block
+        kind = entry.kind
+        block = kind.block
         if block.metrics is None and block.query_log is None:
             return
         duration = self.reactor.seconds() - started
         if block.metrics is not None:
             family = _family_of(client[0])
             key = (proto, family, dnssec_ok)
-            if key != entry.meter_key:
-                entry.meter_key = key
-                entry.meter = block.metrics.meter(
-                    block.server, entry.zone, proto, family, query[qend - 4] << 8 | query[qend - 3],
-                    dnssec_ok, dns.rcode.to_text(entry.rcode), entry.plugin,
+            if key != kind.meter_key:
+                kind.meter_key = key
+                kind.meter = block.metrics.meter(
+                    block.server, kind.zone, proto, family, query[qend - 4] << 8 | query[qend - 3],
+                    dnssec_ok, dns.rcode.to_text(kind.rcode), kind.plugin,
                 )
-            entry.meter.record(len(query), len(wire), duration)
+            kind.meter.record(len(query), len(wire), duration)
         if block.query_log is not None:
-            block.query_log(_client_host(client[0]), client[1], proto, query, wire, entry.rcode, duration)
+            block.query_log(_client_host(client[0]), client[1], proto, query, wire, kind.rcode, duration)
 
     # -- internal lookups (CoreDNS's upstream) ----------------------------------------
 

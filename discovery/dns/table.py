@@ -18,9 +18,9 @@ copy (see `discovery.dns.server`). This module is the table itself:
   (The former insertion-order eviction dropped exactly the entries about
   to be asked again, and its `next(iter(dict))` cost grew with the
   deletions at the dict's front: 88 us per eviction at 200,000 entries.)
-* **Admission on the second sighting** (`admit`): the fast route keeps an
-  answer it rendered for a question only when that question was seen
-  before (a Bloom filter of about 1 byte per 100 bytes of the bound, reserved
+* **Admission on the second sighting** (`admit`): once the table is full
+  (`has_room`), the fast route keeps an answer it rendered for a question
+  only when that question was seen before (a Bloom filter of about 1 byte per 100 bytes of the bound, reserved
   out of it, forgotten when it has seen a question per 100 bytes), so a
   flood of one-off names never enters the table, while a hot set whose
   questions recur within that window is let in; prepared answers are kept
@@ -43,6 +43,7 @@ copy (see `discovery.dns.server`). This module is the table itself:
 
 from __future__ import annotations
 
+from sys import getsizeof
 from typing import Hashable, Iterable
 
 from ..cache.store import Change, Store
@@ -65,21 +66,29 @@ def invalidation_tokens(store: Store, change: Change) -> frozenset:
 #: The default bound of a server's table: 24 MiB.
 DEFAULT_LIMIT = 24 << 20
 
-# Bytes charged per entry besides its key and rendered bytes: the entry
-# object (~190), the key's and tail's object headers (2 x 33), the dict
-# slot at its worst load (~100) and the clock's slot (8). Per dependency:
-# its slot in the entry's tokens (8) and the key's slot in that token's set
-# at its worst load (~50). A distinct token (its tuples and strings, its set,
-# its slots in the index and in `_canonical`) is charged while some entry
-# names it. tests/unit/test_table.py checks the sum against tracemalloc.
-_ENTRY_COST = 400
+# Bytes charged per entry besides its object (sys.getsizeof), its key and
+# rendered bytes: the key's and tail's object headers (2 x 33), the dict
+# slot at its worst load (~100), the clock's slot (8) and the int of its
+# cost (32). Per dependency:
+# its slot in the entry's tokens (8) and the key's slot in that token's
+# members (a list slot, or a set's at its worst load: ~50). A distinct token
+# (its tuples and strings, its members list, its slot in the index) is
+# charged while some entry names it. tests/unit/test_table.py checks the sum
+# against tracemalloc.
+_ENTRY_COST = 206
 _DEPENDENCY_COST = 60
-_TOKEN_COST = 650
+_TOKEN_COST = 450
+# A token's members: a list [the token, key, key, ...] up to this many keys
+# (most tokens are a Service's: a few answers), then [the token, set of keys]
+# (a namespace's), so that removing a key never scans a long list.
+_LIST_MEMBERS = 8
 # A negative answer's serial patcher (`discovery.dns.server._Serial`) and its offsets.
 _SERIAL_COST = 150
 # Questions seen once (`admit`) per byte of the table's bound, and bits of
 # the sightings filter per question: 8 bits and two probes let about 5 % of
 # one-off questions in by mistake, which costs nothing but their room.
+# Room for an answer with its tokens, with margin (`has_room`).
+_ROOM = 4096
 # A negative answer kept by question (`remember_negative`): the key's object
 # header and its slot in the dict at its worst load, beside the key's bytes.
 _NEGATIVE_COST = 140
@@ -93,7 +102,7 @@ def entry_cost(key: bytes, entry) -> int:
     """Bytes charged for one entry, without its tokens' first-use cost."""
     tails = entry.tails
     size = len(tails) + 33 if type(tails) is bytes else sum(len(t) + 41 for t in tails) + 56
-    cost = _ENTRY_COST + len(key) + size + _DEPENDENCY_COST * len(entry.tokens)
+    cost = _ENTRY_COST + getsizeof(entry) + len(key) + size + _DEPENDENCY_COST * len(entry.tokens)
     return cost + _SERIAL_COST if getattr(entry, "serial", None) is not None else cost
 
 
@@ -111,10 +120,10 @@ class AnswerTable:
         self.negatives: dict[bytes, object] = {}
         self._negative_bytes = 0
         self._negative_limit = int(limit * NEGATIVE_SHARE)
-        self._by_token: dict[Hashable, set[bytes]] = {}
-        # One object per distinct token, shared by every entry that names it
-        # (answers come with fresh token tuples of their own).
-        self._canonical: dict[Hashable, Hashable] = {}
+        #: token -> its members: [the token, keys...] or [the token, {keys}]
+        #: (`_LIST_MEMBERS`). The token kept there is the one object every
+        #: entry naming it shares (answers come with fresh token tuples).
+        self._by_token: dict[Hashable, list] = {}
         # The clock: keys by slot (None for a free slot), the hand, free slots.
         self._ring: list[bytes | None] = []
         self._hand = 0
@@ -154,15 +163,22 @@ class AnswerTable:
         self._sightings += 1
         return False
 
+    def has_room(self) -> bool:
+        """Is there room for another answer without evicting any?
+
+        While there is, the fast route keeps an answer at its first
+        sighting; once the table is full, from its second (`admit`).
+        """
+        return self.bytes + _ROOM <= self.limit
+
     def put(self, key: bytes, entry, tokens: Iterable[Hashable]) -> bool:
         """Keep entry under key (replacing any); False when it alone exceeds the limit."""
         if key in self.entries:
             self._remove(key)
-        canonical = self._canonical
-        entry.tokens = tokens = tuple(canonical.get(token, token) for token in tokens)
+        by_token = self._by_token
+        entry.tokens = tokens = tuple(by_token[token][0] if token in by_token else token for token in tokens)
         entry.referenced = False
         entry.cost = cost = entry_cost(key, entry)
-        by_token = self._by_token
         if cost + _TOKEN_COST * len(tokens) > self.limit - self._reserved:
             return False
         while True:
@@ -183,12 +199,15 @@ class AnswerTable:
         self.entries[key] = entry
         self.bytes += need
         for token in entry.tokens:
-            keys = by_token.get(token)
-            if keys is None:
-                by_token[token] = {key}
-                canonical[token] = token
+            members = by_token.get(token)
+            if members is None:
+                by_token[token] = [token, key]
+            elif type(members[1]) is set:
+                members[1].add(key)
+            elif len(members) <= _LIST_MEMBERS:
+                members.append(key)
             else:
-                keys.add(key)
+                members[1:] = [{*members[1:], key}]
         return True
 
     def remember_negative(self, key: bytes, entry) -> None:
@@ -217,7 +236,7 @@ class AnswerTable:
         dropped = []
         entries = self.entries
         for token in tokens:
-            for key in tuple(self._by_token.get(token, ())):
+            for key in _keys(self._by_token.get(token)):
                 if key in entries:
                     dropped.append((key, entries[key]))
                     self._remove(key)
@@ -228,7 +247,6 @@ class AnswerTable:
         self._negative_bytes = 0
         self.entries.clear()
         self._by_token.clear()
-        self._canonical.clear()
         self._ring.clear()
         self._free.clear()
         self._filter[:] = bytes(len(self._filter))
@@ -268,11 +286,25 @@ class AnswerTable:
         self._free.append(entry.slot)
         by_token = self._by_token
         for token in entry.tokens:
-            keys = by_token.get(token)
-            if keys is not None:
+            members = by_token.get(token)
+            if members is None:
+                continue
+            keys = members[1]
+            if type(keys) is set:
                 keys.discard(key)
-                if not keys:
-                    # A token is charged while some entry names it.
-                    del by_token[token]
-                    del self._canonical[token]
-                    self.bytes -= _TOKEN_COST
+                left = len(keys)
+            else:
+                if key in members:
+                    members.remove(key)
+                left = len(members) - 1
+            if not left:
+                # A token is charged while some entry names it.
+                del by_token[token]
+                self.bytes -= _TOKEN_COST
+
+
+def _keys(members: list | None) -> tuple[bytes, ...]:
+    """The keys among a token's members (see `AnswerTable._by_token`)."""
+    if members is None:
+        return ()
+    return tuple(members[1]) if type(members[1]) is set else tuple(members[1:])

@@ -11,6 +11,7 @@ question shape: case, EDNS or not, DO, and sizes that truncate.
 from __future__ import annotations
 
 import dns.message
+import dns.name
 import dns.rcode
 import dns.rdatatype
 from hypothesis import HealthCheck, given, settings
@@ -21,7 +22,7 @@ from discovery.cache.objects import Endpoint, EndpointPort, EndpointSlice, Names
 from discovery.cache.store import Store
 from discovery.config import load_text
 from discovery.dns.kubernetes import KubernetesPlugin
-from discovery.dns.server import BlockRuntime, DNSServer, _UDPProtocol
+from discovery.dns.server import BlockRuntime, DNSServer, _checked_name, _UDPProtocol
 
 from .test_zone_dependencies import QUESTIONS, objects
 from .zone_fixture import ZONES, ask, cluster
@@ -224,3 +225,21 @@ def test_a_negative_answer_past_512_bytes_is_not_shared():
         fast, full = servers.both(dns.message.make_query(name, "A", use_edns=edns).to_wire())
         assert fast == full
     assert len(fast) <= 512
+
+
+@given(st.lists(st.binary(min_size=1, max_size=63).map(lambda b: bytes(c % 26 + 97 for c in b)), max_size=3))
+def test_a_name_made_without_validation_is_dnspythons_name(labels):
+    """`_checked_name` skips the checks the hit path has made: the result is the Name dnspython makes."""
+    made, expected = _checked_name([*labels, b""]), dns.name.Name([*labels, b""])
+    assert (made, hash(made), made.labels, made.to_wire(), made.to_text()) == (
+        expected, hash(expected), expected.labels, expected.to_wire(), expected.to_text()
+    )
+
+
+def test_a_label_holding_a_dot_is_not_read_as_two_labels():
+    """svc1.testns.svc.cluster\\.local is not in cluster.local: no zone serves it, on both routes."""
+    servers = _Servers(cluster())
+    query = dns.message.make_query(dns.name.Name([b"svc1", b"testns", b"svc", b"cluster.local", b""]), "A").to_wire()
+    fast, full = servers.both(query)
+    assert fast == full
+    assert dns.message.from_wire(fast).rcode() == dns.rcode.REFUSED

@@ -13,7 +13,7 @@ from discovery.config import load_text
 from discovery.dns.kubernetes import KubernetesPlugin
 from discovery.dns.compress import Rendered
 from discovery.dns.request import FastPathPolicy
-from discovery.dns.server import BlockRuntime, DNSServer, _Entry, _question_end, _UDPProtocol
+from discovery.dns.server import BlockRuntime, DNSServer, _Entry, _Kind, _question_end, _UDPProtocol
 from discovery.dns.table import NEGATIVE_SHARE, AnswerTable
 
 from .zone_fixture import ZONES, cluster
@@ -23,7 +23,7 @@ _QEND = _question_end(_WIRE)
 
 
 def entry() -> _Entry:
-    return _Entry(Rendered(_WIRE, False, len(_WIRE)), [_WIRE], _QEND, FastPathPolicy(), 0.0, None, "cluster.local.", 0, "kubernetes")
+    return _Entry(Rendered(_WIRE, False, len(_WIRE)), [_WIRE], _QEND, FastPathPolicy(), 0.0, _Kind(None, "cluster.local.", 0, "kubernetes"))
 
 
 def key(n: int) -> bytes:
@@ -181,3 +181,52 @@ def test_the_charge_covers_negative_answers_from_the_fast_route():
     used = tracemalloc.get_traced_memory()[0] - before
     tracemalloc.stop()
     assert used <= server.table.bytes - charged
+
+
+def test_the_charge_covers_answers_from_the_fast_route():
+    """Positive answers the server renders on the fast route (`_FastEntry`) cost no more than charged."""
+    server, protocol = _unique_name_server(64 << 20)
+
+    def queries(spellings: range) -> list[bytes]:
+        return [
+            dns.message.make_query(_spelled(name, n), qtype).to_wire()
+            for n in spellings
+            for name, qtype in (("svc1.testns.svc.cluster.local.", "A"), ("_http._tcp.svc1.testns.svc.cluster.local.", "SRV"))
+        ]
+
+    # Other spellings first: the zone function's own memos fill here.
+    for query in queries(range(1500, 1600)):
+        protocol.datagramReceived(query, ("192.0.2.1", 53))
+    traced = queries(range(1500))
+    gc.collect()
+    tracemalloc.start()
+    before = tracemalloc.get_traced_memory()[0]
+    charged = server.table.bytes
+    for query in traced:
+        protocol.datagramReceived(query, ("192.0.2.1", 53))
+    del query
+    gc.collect()
+    used = tracemalloc.get_traced_memory()[0] - before
+    tracemalloc.stop()
+    assert len(server.table) == 200 + len(traced)
+    assert used <= server.table.bytes - charged
+
+
+def test_while_the_table_has_room_an_answer_is_kept_at_its_first_sighting():
+    """No eviction to fear: the fast route keeps what it rendered at once."""
+    server, protocol = _unique_name_server(1 << 20)
+    protocol.datagramReceived(dns.message.make_query("svc1.testns.svc.cluster.local.", "A").to_wire(), ("192.0.2.1", 53))
+    assert len(server.table) == 1
+
+
+def test_once_the_table_is_full_answers_asked_once_evict_nothing():
+    """A full table keeps new answers from their second sighting only: one-off spellings pass by."""
+    server, protocol = _unique_name_server(128 << 10)
+    n = 0
+    while server.table.has_room():
+        protocol.datagramReceived(dns.message.make_query(_spelled("svc1.testns.svc.cluster.local.", n), "A").to_wire(), ("192.0.2.1", 53))
+        n += 1
+    held = set(server.table.entries)
+    for m in range(n, n + 500):
+        protocol.datagramReceived(dns.message.make_query(_spelled("svc1.testns.svc.cluster.local.", m), "A").to_wire(), ("192.0.2.1", 53))
+    assert len(held - set(server.table.entries)) <= 500 * 0.05
