@@ -14,8 +14,8 @@ def test_the_table_bound_is_given_in_mebibytes():
 
 
 def test_without_the_flag_the_table_has_its_default_bound():
-    """The default is DEFAULT_LIMIT (24 MiB)."""
-    assert build_parser().parse_args([]).dns_table == DEFAULT_LIMIT == 24 << 20
+    """The default is DEFAULT_LIMIT (40 MiB)."""
+    assert build_parser().parse_args([]).dns_table == DEFAULT_LIMIT == 40 << 20
 
 
 @pytest.mark.parametrize("value", ["0", "-1", "many"])
