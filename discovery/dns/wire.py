@@ -76,6 +76,21 @@ class _Writer:
         head = _pack_rr(rdtype, rrset.rdclass, rrset.ttl, 0)[:8]
         out = self.out
         count = 0
+        records = getattr(rrset, "wire_records", None)
+        if records is not None:
+            # The zone function's Records: written from what they describe,
+            # without making dnspython rdata.
+            for fixed, target in records():
+                self.name(owner)
+                out += head
+                mark = len(out)
+                out += b"\x00\x00"
+                out += fixed
+                if target is not None:
+                    self.name(target)
+                out[mark : mark + 2] = (len(out) - mark - 2).to_bytes(2, "big")
+                count += 1
+            return count
         for rdata in rrset:
             self.name(owner)
             out += head

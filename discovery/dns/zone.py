@@ -39,6 +39,8 @@ from __future__ import annotations
 import functools
 import ipaddress
 import math
+import socket
+import struct
 from typing import Iterable, Iterator, NamedTuple
 
 import attrs
@@ -47,6 +49,7 @@ import dns.rcode
 import dns.rdataclass
 import dns.rdatatype
 import dns.rrset
+import dns.set
 from dns.rdtypes.ANY.CNAME import CNAME
 from dns.rdtypes.ANY.NS import NS
 from dns.rdtypes.ANY.PTR import PTR
@@ -77,6 +80,9 @@ __all__ = [
 DNS_SCHEMA_VERSION = "1.1.0"
 
 _IN = dns.rdataclass.IN
+_pack_srv = struct.Struct("!HHH").pack
+_inet_pton = socket.inet_pton
+_AF_INET, _AF_INET6 = socket.AF_INET, socket.AF_INET6
 _A = dns.rdatatype.A
 _AAAA = dns.rdatatype.AAAA
 _CNAME = dns.rdatatype.CNAME
@@ -388,26 +394,85 @@ def _address_rdata(host: str) -> A | AAAA | None:
 
 
 def _rrset(owner: dns.name.Name, rdtype: int, ttl: int, specs: tuple) -> dns.rrset.RRset:
-    """The RRset of the rdata that specs describe (see `_rdata`), under owner.
-
-    A copy of a memoised one: adding an rdata to an RRset hashes its
-    canonical wire form twice, which costs more than the rest of a simple
-    answer, while a copy keeps the hashes.
-    """
-    rrset = _rrset_template(rdtype, ttl, specs).copy()
+    """The RRset of the rdata that specs describe (see `_rdata`), under owner (a `Records`)."""
+    rrset = _new_object(Records)
     rrset.name = owner
+    rrset.deleting = None
+    rrset.rdclass = _IN
+    rrset.rdtype = rdtype
+    rrset.covers = _NONE
+    rrset.ttl = ttl
+    rrset.specs = specs
     return rrset
+
+
+_new_object = object.__new__
+_NONE = dns.rdatatype.NONE
+# The slot that holds a dnspython Set's items.
+_SET_ITEMS = dns.set.Set.__dict__["items"]
+
+
+class Records(dns.rrset.RRset):
+    """An RRset of the records specs describe (see `_rdata`), whose rdata are made when first read.
+
+    Making an rdata and hashing it into the set (its canonical wire form,
+    twice) costs more than the rest of an answer: a fresh SRV answer spent
+    most of its time there. The fast route writes the records straight
+    from specs (`wire_records`, read by `discovery.dns.wire`) and never
+    makes them; anything else that reads the RRset gets dnspython's rdata,
+    copied from memoised items (a copy keeps the hashes). Copies are plain
+    RRsets.
+    """
+
+    __slots__ = ("specs",)
+    _clone_class = dns.rrset.RRset
+
+    @property
+    def items(self) -> dict:
+        try:
+            return _SET_ITEMS.__get__(self, Records)
+        except AttributeError:
+            items = _items(self.rdtype, self.specs).copy()
+            _SET_ITEMS.__set__(self, items)
+            return items
+
+    @items.setter
+    def items(self, value: dict) -> None:
+        _SET_ITEMS.__set__(self, value)
+
+    def wire_records(self) -> Iterator[tuple[bytes, tuple[bytes, ...] | None]]:
+        """Each record's rdata as (fixed bytes, then a name's labels or None), once each.
+
+        Once each as the set would hold them: rdata are equal when their
+        canonical wire forms are (an address however written, names in any case).
+        """
+        rdtype = self.rdtype
+        seen = set()
+        for spec in self.specs:
+            if rdtype == _SRV:
+                weight, port, target = spec
+                record = (_pack_srv(0, weight, port), target)
+                same = (record[0], tuple(label.lower() for label in target))
+            elif rdtype == _PTR or rdtype == _NS:
+                record = (b"", spec)
+                same = tuple(label.lower() for label in spec)
+            else:
+                rdata = _address_rdata(spec)
+                address = _inet_pton(_AF_INET6 if rdata.rdtype == _AAAA else _AF_INET, rdata.address)
+                record = same = (address, None)
+            if same not in seen:
+                seen.add(same)
+                yield record
 
 
 @functools.lru_cache(maxsize=4096)
-def _rrset_template(rdtype: int, ttl: int, specs: tuple) -> dns.rrset.RRset:
-    rrset = dns.rrset.RRset(dns.name.root, _IN, rdtype)
-    rrset.update_ttl(ttl)
-    # specs are distinct already: filling the set directly hashes each rdata
-    # once (RRset.add hashes twice; an SRV rdata's hash renders its target,
-    # a third of a fresh SRV answer in tests/bench/bench_server.py).
-    rrset.items = dict.fromkeys(_rdata(rdtype, spec) for spec in specs)
-    return rrset
+def _items(rdtype: int, specs: tuple) -> dict:
+    """The items of a `Records` set: never mutated, copied into each RRset.
+
+    Filling the dict directly hashes each rdata once (RRset.add hashes
+    twice; an SRV rdata's hash renders its target).
+    """
+    return dict.fromkeys(_rdata(rdtype, spec) for spec in specs)
 
 
 def _rdata(rdtype: int, spec):

@@ -16,6 +16,11 @@ microseconds per query:
   on the fast route and, for comparison, on the full dnspython path
   (`--no-fast` forces it for every row);
 * from the table (the same questions asked again);
+* the search-path mix of tests/bench/bench_dns_miss.py (per Service four
+  NXDOMAIN and four answered questions: 80,000 at 10,000 Services) asked
+  three times over, on a fresh server whose answers were prepared: the cost
+  per question of each pass and the table's bytes after it (what the live
+  `sequence: search-mix` figure is made of);
 * a hot set of 20,000 questions (Service A and SRV) at 50 % of the traffic,
   the other 50 % unique names, with the table at its default bound: the
   hot set's hit rate once each hot question has been asked twice (answers
@@ -27,8 +32,9 @@ Asserts nothing.
 from __future__ import annotations
 
 import argparse
-import statistics
 import gc
+import random
+import statistics
 import time
 
 import dns.message
@@ -38,6 +44,7 @@ from discovery.config import load_text
 from discovery.dns.kubernetes import KubernetesPlugin
 from discovery.dns.server import BlockRuntime, DNSServer, _UDPProtocol
 from discovery.ops.metrics import DNSMetrics
+from tests.bench.bench_dns_miss import search_mix
 from tests.bench.bench_zone import build_store
 
 COREFILE = ".:53 {\n    kubernetes cluster.local in-addr.arpa ip6.arpa {\n        manifests /unused\n    }\n}\n"
@@ -156,6 +163,30 @@ def main(argv: list[str] | None = None) -> None:
     for label, cost in rows:
         print(f"  {label:40s} {cost * 1e6:8.1f} us/query  ({1 / cost:,.0f} queries/s on one core)")
     print(f"  hot set hit rate under the flood: {hot_rate:.3f} (table {server.table.bytes / 2**20:.1f} of {server.table.limit / 2**20:.0f} MiB, {len(server.table):,} answers)")
+    for number, (cost, used, limit, answers, negatives) in enumerate(search_mix_passes(store, config, args.services), 1):
+        print(f"  search-path mix, pass {number}: {cost * 1e6:6.1f} us/question"
+              f"  (table {used / 2**20:.1f} of {limit / 2**20:.0f} MiB: {answers:,} answers, {negatives:,} negative)")
+
+
+def search_mix_passes(store, config, services: int):
+    """A fresh server with its answers prepared; per pass of three: seconds per question, then the
+    table's bytes, bound, answers and negative answers after it."""
+    clock = task.Clock()
+    clock.advance(1_000_000)
+    plugin = KubernetesPlugin(config, store, True, clock)
+    server = DNSServer(clock, [BlockRuntime(zones=(".",), server="dns://:53", plugins=[plugin], metrics=DNSMetrics())], port=53)
+    protocol = _UDPProtocol(server)
+    protocol.sendto = lambda wire, address: None
+    server.prepare(plugin.questions())
+    while server.preparing or server._preparing is not None:
+        clock.advance(1)
+    lines = search_mix([{"metadata": {"name": f"svc-{n}", "namespace": f"ns-{n % 100}"}} for n in range(services)], random.Random(1))
+    wires = [dns.message.make_query(name + ".", rdtype, id=n % 65536).to_wire() for n, (name, rdtype) in enumerate(line.split() for line in lines)]
+    passes = []
+    table = server.table
+    for _ in range(3):
+        passes.append((timed(protocol, wires), table.bytes, table.limit, len(table), len(table.negatives)))
+    return passes
 
 
 def hot_set_under_a_flood(server: DNSServer, protocol: _UDPProtocol, services: int, count: int) -> tuple[float, float]:
