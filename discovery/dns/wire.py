@@ -7,6 +7,8 @@ answers, this module writes the same bytes directly: the header, the
 question as written, the RRsets of a `discovery.dns.zone.Answer` with every
 name spelled out, and the OPT record last: CoreDNS's bytes for an answer
 that fits the client (compress.py: miekg/dns sends those uncompressed).
+The zone function's `Records` are written from what they describe
+(`wire_records`), without making their dnspython rdata.
 
 `render_answer` returns None for anything it does not write exactly (an
 rdata type it does not know, or a message larger than max_size, which
