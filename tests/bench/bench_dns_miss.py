@@ -256,7 +256,7 @@ def main(argv: list[str] | None = None) -> None:
             server.wait_ready()
             before = rss_mb(server.process.pid)
             middle, after = (_after_unique_names(server, work, args.rss_names, salt) for salt in ("rss", "rss2"))
-            print(f"  RSS: {before:.1f} MB at ready, {middle:.1f} MB after {args.rss_names:,} unique names (table full),"
+            print(f"  RSS: {before:.1f} MB at ready, {middle:.1f} MB after {args.rss_names:,} unique names (the negative answers' share of the table full),"
                   f" {after:.1f} MB after {args.rss_names:,} more: growth once full {after - middle:+.1f} MB")
             server.stop()
     finally:
