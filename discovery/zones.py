@@ -63,14 +63,18 @@ def in_zone(name: str, zone: str) -> bool:
     """True when the normalised name is the zone or below it."""
     if zone == ".":
         return True
-    return name == zone or name.endswith("." + zone)
+    # No "." + zone string per call: this runs several times per query.
+    return name.endswith(zone) and (len(name) == len(zone) or name[-len(zone) - 1] == ".")
 
 
 def longest_match(zones, name: str) -> str | None:
     """The longest of zones that name is in, or None."""
     best = None
     for zone in zones:
-        if in_zone(name, zone) and (best is None or len(zone) > len(best)):
+        # in_zone, inline: several calls per query on the fast route.
+        if (zone == "." or name.endswith(zone) and (len(name) == len(zone) or name[-len(zone) - 1] == ".")) and (
+            best is None or len(zone) > len(best)
+        ):
             best = zone
     return best
 

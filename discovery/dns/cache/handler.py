@@ -74,10 +74,18 @@ class CachePlugin:
             return True
         if longest_match(config.success_disabled, name) is None or longest_match(config.denial_disabled, name) is None:
             return False
-        ttls = {rrset.ttl for section in (answer.answer, answer.authority, answer.additional) for rrset in section}
-        if len(ttls) != 1 or answer.rcode not in (dns.rcode.NOERROR, dns.rcode.NXDOMAIN):
+        if answer.rcode not in (dns.rcode.NOERROR, dns.rcode.NXDOMAIN):
             return False
-        (ttl,) = ttls
+        # One TTL across the answer, else the cap may change some.
+        ttl = None
+        for section in (answer.answer, answer.authority, answer.additional):
+            for rrset in section:
+                if ttl is None:
+                    ttl = rrset.ttl
+                elif rrset.ttl != ttl:
+                    return False
+        if ttl is None:
+            return False
         if answer.rcode == dns.rcode.NOERROR and answer.answer:
             low, high = config.success_min_ttl, config.success_ttl
         else:
