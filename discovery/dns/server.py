@@ -364,12 +364,12 @@ class _Vary:
     the table keeps for every entry (`discovery.dns.table`).
     """
 
-    __slots__ = ("classify", "tails", "referenced", "slot", "tokens", "cost", "prepared", "serial")
+    __slots__ = ("classify", "tails", "referenced", "slot", "tokens", "cost", "serial")
+    prepared = False
 
     def __init__(self, classify: Callable[[str], bytes]):
         self.classify = classify
         self.tails = b""
-        self.prepared = False
         self.serial = None
 
 
@@ -805,18 +805,15 @@ class DNSServer:
             # and the table holds one entry for both.
             plain_key = data[12:qend] + _STATE_BYTES[(data[3] & 0x10) >> 2]
             plain = entries.get(plain_key)
-            if plain is not None and type(plain) is not _Vary and plain.prepared and plain.expires > now and type(plain.tails) is bytes:
+            if type(plain) is _FastEntry:
                 plain.referenced = True
-                return self._with_opt(data, qend, plain, limit if max_size_udp else 0, dnssec_ok, now, client)
+                return self._with_opt(data, qend, plain, limit if max_size_udp else 0, dnssec_ok, now)
         key = _table_key(data, qend, state)
         entry = entries.get(key)
         if entry is None or (type(entry) is not _Vary and entry.expires <= now):
             if state and plain is None:
                 plain = self.fast_miss(data, qend, 0, plain_key, now)
-                if plain is None:
-                    return None
-                if plain.prepared and type(plain.tails) is bytes:
-                    return self._with_opt(data, qend, plain, limit if max_size_udp else 0, dnssec_ok, now, client)
+                return None if plain is None else self._with_opt(data, qend, plain, limit if max_size_udp else 0, dnssec_ok, now)
             entry = self.fast_miss(data, qend, state, key, now)
             if entry is None:
                 return None
@@ -949,7 +946,7 @@ class DNSServer:
         shapes[shape] = entry
         return entry
 
-    def _with_opt(self, data: bytes, qend: int, plain: _FastEntry, limit: int, dnssec_ok: bool, now: float, client: str):
+    def _with_opt(self, data: bytes, qend: int, plain: _FastEntry, limit: int, dnssec_ok: bool, now: float):
         """The answer for a client with EDNS from the fast route's rendering for one without (`fast_answer`).
 
         limit: the client's UDP size, 0 over TCP. Spelled out, as CoreDNS
@@ -958,8 +955,6 @@ class DNSServer:
         """
         size = qend + len(plain.tails) + _OPT_SIZE
         if limit and (size > limit or size > FRAGMENT_LIMIT_IPV6 or size > plain.kind.block.max_udp_size):
-            return None
-        if plain.guard is not None and not plain.guard(data, qend, client):
             return None
         prefixes = _OPT_PREFIXES.get(plain.prefixes)
         if prefixes is None:

@@ -7,8 +7,8 @@ answers, this module writes the same bytes directly: the header, the
 question as written, the RRsets of a `discovery.dns.zone.Answer` with every
 name spelled out, and the OPT record last: CoreDNS's bytes for an answer
 that fits the client (compress.py: miekg/dns sends those uncompressed).
-The zone function's `Records` are written from what they describe
-(`wire_records`), without making their dnspython rdata.
+The zone function's `Records` give the fields of their records
+(`wire_records`) without making dnspython rdata.
 
 `render_answer` returns None for anything it does not write exactly (an
 rdata type it does not know, or a message larger than max_size, which
@@ -78,22 +78,9 @@ class _Writer:
         head = _pack_rr(rdtype, rrset.rdclass, rrset.ttl, 0)[:8]
         out = self.out
         count = 0
+        # The zone function's Records give their fields without making dnspython rdata.
         records = getattr(rrset, "wire_records", None)
-        if records is not None:
-            # The zone function's Records: written from what they describe,
-            # without making dnspython rdata.
-            for fixed, target in records():
-                self.name(owner)
-                out += head
-                mark = len(out)
-                out += b"\x00\x00"
-                out += fixed
-                if target is not None:
-                    self.name(target)
-                out[mark : mark + 2] = (len(out) - mark - 2).to_bytes(2, "big")
-                count += 1
-            return count
-        for rdata in rrset:
+        for rdata in records() if records is not None else rrset:
             self.name(owner)
             out += head
             mark = len(out)

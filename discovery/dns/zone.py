@@ -39,8 +39,6 @@ from __future__ import annotations
 import functools
 import ipaddress
 import math
-import socket
-import struct
 from typing import Iterable, Iterator, NamedTuple
 
 import attrs
@@ -80,9 +78,6 @@ __all__ = [
 DNS_SCHEMA_VERSION = "1.1.0"
 
 _IN = dns.rdataclass.IN
-_pack_srv = struct.Struct("!HHH").pack
-_inet_pton = socket.inet_pton
-_AF_INET, _AF_INET6 = socket.AF_INET, socket.AF_INET6
 _A = dns.rdatatype.A
 _AAAA = dns.rdatatype.AAAA
 _CNAME = dns.rdatatype.CNAME
@@ -440,29 +435,50 @@ class Records(dns.rrset.RRset):
     def items(self, value: dict) -> None:
         _SET_ITEMS.__set__(self, value)
 
-    def wire_records(self) -> Iterator[tuple[bytes, tuple[bytes, ...] | None]]:
-        """Each record's rdata as (fixed bytes, then a name's labels or None), once each.
+    def wire_records(self) -> Iterator:
+        """The records with the fields `discovery.dns.wire` writes, without making dnspython rdata.
 
         Once each as the set would hold them: rdata are equal when their
-        canonical wire forms are (an address however written, names in any case).
+        canonical wire forms are (an address however written, names in any
+        case). Addresses are the memoised rdata themselves.
         """
         rdtype = self.rdtype
         seen = set()
         for spec in self.specs:
             if rdtype == _SRV:
                 weight, port, target = spec
-                record = (_pack_srv(0, weight, port), target)
-                same = (record[0], tuple(label.lower() for label in target))
+                record = _SRVFields(0, weight, port, _Target(target))
+                same = (weight, port, tuple(label.lower() for label in target))
             elif rdtype == _PTR or rdtype == _NS:
-                record = (b"", spec)
+                record = _TargetFields(_Target(spec))
                 same = tuple(label.lower() for label in spec)
             else:
-                rdata = _address_rdata(spec)
-                address = _inet_pton(_AF_INET6 if rdata.rdtype == _AAAA else _AF_INET, rdata.address)
-                record = same = (address, None)
+                record = _address_rdata(spec)
+                same = record.address
             if same not in seen:
                 seen.add(same)
                 yield record
+
+
+class _Target(NamedTuple):
+    """A name as `discovery.dns.wire` reads one: its labels."""
+
+    labels: tuple[bytes, ...]
+
+
+class _SRVFields(NamedTuple):
+    """An SRV record's fields, as dnspython's SRV rdata names them."""
+
+    priority: int
+    weight: int
+    port: int
+    target: _Target
+
+
+class _TargetFields(NamedTuple):
+    """A PTR or NS record's field, as dnspython's rdata name it."""
+
+    target: _Target
 
 
 @functools.lru_cache(maxsize=4096)
